@@ -1,0 +1,11 @@
+"""``python -m mmcourse.data``: fetch, extract and verify every data file."""
+
+import sys
+
+from mmcourse.data._store import DataError, prepare
+
+try:
+    prepare(verbose=True)
+except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)

