@@ -1,0 +1,202 @@
+"""A visible training loop: ``fit`` batches tensors that already live on the device, by index.
+
+The slow way to train (and the one most tutorials show) is a ``Dataset`` returning one sample at
+a time through a ``DataLoader``: Python runs once per *sample* and every batch is re-collated and
+copied. Here the whole (small) data set is moved to the device once, each epoch draws one random
+permutation, and a batch is a single indexing op per modality. ``benchmarks/`` measures the gap.
+
+Hooks: pass objects with any of ``on_batch_end(state)``, ``on_after_backward(state)``,
+``on_epoch_end(state)``. Setting ``state.stop = True`` stops after the current batch and still
+returns a usable model. Widgets (``mmcourse.widgets``) attach here; ``fit`` itself draws nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcourse.runtime import pick_device
+
+Inputs = Tensor | dict[str, Tensor]
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9)
+    patience: int | None = None  # early stopping: epochs without a better val accuracy; best weights restored
+    device: str | None = None  # None: the best available (cuda > mps > cpu)
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored elsewhere (CPU autocast is slower here)
+    compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
+    grad_clip: float | None = None
+    seed: int = 0
+
+
+@dataclass
+class State:
+    """What hooks see. Set ``stop = True`` to end training after the current batch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: FitConfig
+    device: torch.device
+    history: dict[str, list]
+    epoch: int = 0
+    step: int = 0
+    loss: float = float("nan")
+    batch_size: int = 0
+    stop: bool = False
+    extra: dict = field(default_factory=dict)  # free space for hooks (e.g. OGM-GE coefficients)
+
+
+def take(inputs: Inputs, idx: Tensor) -> Inputs:
+    """Rows ``idx`` of a tensor, or of every tensor of a modality dict (sorted keys)."""
+    if isinstance(inputs, dict):
+        return {k: inputs[k][idx] for k in sorted(inputs)}
+    return inputs[idx]
+
+
+def to_device(inputs: Inputs, device: torch.device) -> Inputs:
+    if isinstance(inputs, dict):
+        return {k: inputs[k].to(device) for k in sorted(inputs)}
+    return inputs.to(device)
+
+
+def num_rows(inputs: Inputs) -> int:
+    if isinstance(inputs, dict):
+        sizes = {k: len(v) for k, v in inputs.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"every modality needs the same number of rows, got {sizes}")
+        return next(iter(sizes.values()))
+    return len(inputs)
+
+
+def logits_of(out) -> Tensor:
+    """Models may return logits (B, C) or a dict with a ``"logits"`` entry (plus auxiliaries)."""
+    return out["logits"] if isinstance(out, dict) else out
+
+
+def _default_loss(out, y: Tensor) -> Tensor:
+    return F.cross_entropy(logits_of(out).float(), y)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    on = enabled and device.type == "cuda"
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: Inputs, batch_size: int = 512, amp: bool = True) -> Tensor:
+    """Logits (N, C) in float32 on the CPU, computed in eval mode batch by batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, num_rows(inputs), batch_size):
+        idx = torch.arange(i, min(i + batch_size, num_rows(inputs)))
+        with _autocast(device, amp):
+            out.append(logits_of(model(to_device(take(inputs, idx), device))).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int = 512) -> dict[str, float]:
+    """Mean cross-entropy and accuracy over a whole split."""
+    logits = predict(model, inputs, batch_size)
+    labels = labels.cpu()
+    return {"loss": F.cross_entropy(logits, labels).item(),
+            "acc": (logits.argmax(-1) == labels).float().mean().item()}
+
+
+def _call(callbacks, name: str, state: State) -> None:
+    for cb in callbacks:
+        hook = getattr(cb, name, None)
+        if hook is not None:
+            hook(state)
+
+
+def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tensor] | None = None,
+        config: FitConfig | None = None, callbacks=(), loss_fn=None) -> dict[str, list]:
+    """Train ``model`` on ``train = (inputs, labels)``; return the history.
+
+    Args:
+        model: maps a batch of inputs (a (B, ...) tensor or a dict of them) to logits (B, C) or
+            to a dict with ``"logits"``.
+        train, val: ``(inputs, labels)`` with labels (N,) int64. Moved to the device once.
+        loss_fn: ``loss_fn(model_output, labels) -> scalar``; default cross-entropy on the logits.
+
+    Returns:
+        history with per-epoch lists ``train_loss``, ``val_loss``, ``val_acc``, ``seconds``,
+        ``samples_per_s``, and ``best_epoch`` (when early stopping) and ``stopped_early``.
+    """
+    config = config or FitConfig()
+    device = pick_device(config.device)
+    loss_fn = loss_fn or _default_loss
+    g = torch.Generator().manual_seed(config.seed)
+    X, y = to_device(train[0], device), train[1].to(device)
+    n = num_rows(X)
+    if len(y) != n:
+        raise ValueError(f"train has {n} input rows but {len(y)} labels; pass matching (inputs, labels)")
+    model.to(device)
+    step_model = torch.compile(model) if config.compile else model
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    elif config.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'adamw' or 'sgd'")
+    history = {k: [] for k in ("train_loss", "val_loss", "val_acc", "seconds", "samples_per_s")}
+    state = State(model, opt, config, device, history)
+    best_acc, best_state, bad_epochs = -1.0, None, 0
+    for epoch in range(config.epochs):
+        state.epoch, t0, total, seen = epoch, time.perf_counter(), 0.0, 0
+        model.train()
+        for idx in torch.randperm(n, generator=g).split(config.batch_size):
+            idx = idx.to(device)
+            with _autocast(device, config.amp):
+                loss = loss_fn(step_model(take(X, idx)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            _call(callbacks, "on_after_backward", state)
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            state.step += 1
+            state.loss, state.batch_size = loss.item(), len(idx)
+            total, seen = total + state.loss * len(idx), seen + len(idx)
+            _call(callbacks, "on_batch_end", state)
+            if state.stop:
+                break
+        seconds = time.perf_counter() - t0
+        history["train_loss"].append(total / max(seen, 1))
+        history["seconds"].append(seconds)
+        history["samples_per_s"].append(seen / seconds)
+        if val is not None:
+            metrics = evaluate(model, val[0], val[1])
+            history["val_loss"].append(metrics["loss"])
+            history["val_acc"].append(metrics["acc"])
+            if metrics["acc"] > best_acc:
+                best_acc, bad_epochs = metrics["acc"], 0
+                best_state = copy.deepcopy(model.state_dict())
+                history["best_epoch"] = epoch
+            else:
+                bad_epochs += 1
+        _call(callbacks, "on_epoch_end", state)
+        if state.stop:
+            break
+        if config.patience is not None and val is not None and bad_epochs >= config.patience:
+            history["stopped_early"] = True
+            break
+    if config.patience is not None and best_state is not None:
+        model.load_state_dict(best_state)  # early stopping keeps the best epoch, not the last
+    model.eval()
+    return history
