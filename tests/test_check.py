@@ -42,9 +42,18 @@ def test_exercise_machinery(capsys):
 
 
 # ---------------------------------------------------------------------------------- reference solutions
-def output_layer_grads(h, p, y):
-    dz = (p - y) / len(y)  # (N,)
-    return h.T @ dz, dz.sum()
+def tanh_net_grads(x, y, P):
+    h = torch.tanh(x @ P["W"].T + P["b"])  # (N, H)
+    dz2 = (sigmoid(h @ P["w2"] + P["b2"]) - y) / len(y)  # (N,)
+    da1 = dz2[:, None] * P["w2"] * (1 - h**2)  # (N, H)
+    return {"W": da1.T @ x, "b": da1.sum(0), "w2": h.T @ dz2, "b2": dz2.sum()}
+
+
+def tanh_net_grads_sigmoid_derivative(x, y, P):  # the typical mistake: sigma' kept from the sigmoid net
+    h = torch.tanh(x @ P["W"].T + P["b"])
+    dz2 = (sigmoid(h @ P["w2"] + P["b2"]) - y) / len(y)
+    da1 = dz2[:, None] * P["w2"] * h * (1 - h)
+    return {"W": da1.T @ x, "b": da1.sum(0), "w2": h.T @ dz2, "b2": dz2.sum()}
 
 
 def f1_from_confusion(cm):
@@ -62,7 +71,7 @@ def stable_log_softmax(z):
 
 
 CASES = {
-    "output_layer_grads": (output_layer_grads, lambda h, p, y: (h.T @ (p - y), (p - y).sum())),  # forgot 1/N
+    "tanh_net_grads": (tanh_net_grads, tanh_net_grads_sigmoid_derivative),
     "f1_from_confusion": (f1_from_confusion, lambda cm: cm[1, 1] / (cm[1, 1] + cm[0, 1])),  # precision
     "bce_logit_grad_by_hand": (bce_logit_grad_by_hand, lambda z, y: torch.sigmoid(z) - y),  # forgot 1/N
     "stable_log_softmax": (stable_log_softmax, lambda z: z - z.exp().sum(-1, keepdim=True).log()),  # overflows

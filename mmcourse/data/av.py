@@ -66,11 +66,13 @@ def _pairs(split: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Image ids and audio ids of one split's pairs, shuffled; the same for every difficulty."""
     _, y_img = load_mnist()
     _, y_aud = load_spoken_digits()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, list(SPLITS).index(split)])  # pairing and order: per split
     img_ids, aud_ids = [], []
     for c in range(10):
-        imgs = rng.permutation(np.flatnonzero(y_img == c))[_slices(500, split)]
-        auds = rng.permutation(np.flatnonzero(y_aud == c))[_slices(300, split)]
+        # The class's shuffle must be the same for every split, so the slices are disjoint.
+        shuffle = np.random.default_rng([seed, 100 + c])
+        imgs = shuffle.permutation(np.flatnonzero(y_img == c))[_slices(500, split)]
+        auds = shuffle.permutation(np.flatnonzero(y_aud == c))[_slices(300, split)]
         img_ids.append(imgs)
         aud_ids.append(auds[rng.permutation(np.arange(len(imgs)) % len(auds))])
     order = rng.permutation(sum(len(i) for i in img_ids))
@@ -123,7 +125,7 @@ def load_av_digits(split: str, difficulty: str = "hard", seed: int = 0) -> AVDig
         mean, V = _hard_image_basis(seed)
         k = V.shape[1]
         images = np.clip((images - mean) @ V @ V.T + mean, 0.0, 1.0)  # rank-k reconstruction
-        rng = np.random.default_rng([seed, list(SPLITS).index(split)])
+        rng = np.random.default_rng([seed, 10 + list(SPLITS).index(split)])  # noise stream
         real = np.arange(MAX_FRAMES)[None, :] < lengths[:, None]  # (N, T) mask of real frames
         audio = audio + HARD_AUDIO_NOISE * rng.standard_normal(audio.shape) * real[..., None]
     return AVDigits(

@@ -1,0 +1,47 @@
+"""House rules every notebook follows (nbval itself runs the notebooks)."""
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_topic.ipynb found"
+
+
+def _cells(nb):
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_jupytext_pair_in_sync(path):
+    pair = path.with_suffix(".py")
+    assert pair.exists(), f"{pair.name} missing: run `make sync`"
+    assert _cells(jupytext.read(path)) == _cells(jupytext.read(pair)), (
+        f"{path.name} and {pair.name} differ: edit one, then run `make sync`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_executed_without_errors(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count for c in code), f"{path.name}: not every cell was executed"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: committed with an error output"
+    svg_or_html_plots = [o for c in code for o in c.outputs
+                         if "image/svg+xml" in o.get("data", {})]
+    assert not svg_or_html_plots, f"{path.name}: plots must be inline PNG (nbval compares SVG)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_is_colab_idiom_and_setup_prints_mode(path):
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0] if nb.cells[0].cell_type == "code" else next(
+        c for c in nb.cells if c.cell_type == "code")
+    assert '"google.colab" in sys.modules' in first.source
+    assert any("describe(" in c.source for c in nb.cells if c.cell_type == "code"), (
+        f"{path.name}: the set-up cell should print mmcourse.describe()")
