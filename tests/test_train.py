@@ -1,0 +1,97 @@
+"""Tests of mmcourse.train: determinism, hooks, early stopping, dict inputs, errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from mmcourse.train import FitConfig, evaluate, fit, predict, take
+
+
+def toy(n=64, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    return X, y
+
+
+def trained(seed=0, **kw):
+    torch.manual_seed(seed)
+    model = nn.Linear(4, 2)
+    X, y = toy()
+    history = fit(model, (X, y), (X, y), FitConfig(epochs=3, batch_size=8, lr=0.1, device="cpu", seed=seed, **kw))
+    return model, history
+
+
+def test_fit_is_deterministic_on_cpu():
+    (m1, h1), (m2, h2) = trained(), trained()
+    assert torch.equal(m1.weight, m2.weight)
+    assert h1["train_loss"] == h2["train_loss"]
+
+
+def test_fit_learns_a_separable_toy_problem():
+    model, history = trained()
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["val_acc"][-1] > 0.9
+    assert len(history["samples_per_s"]) == 3 and min(history["samples_per_s"]) > 0
+
+
+def test_stop_flag_ends_training_within_one_batch_and_model_still_evaluates():
+    class StopAtThree:
+        def on_batch_end(self, state):
+            if state.step == 3:
+                state.stop = True
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    X, y = toy()
+    seen = []
+    hook = type("Count", (), {"on_batch_end": lambda self, s: seen.append(s.step)})()
+    fit(model, (X, y), config=FitConfig(epochs=5, batch_size=8, device="cpu"), callbacks=[StopAtThree(), hook])
+    assert seen == [1, 2, 3]
+    assert 0.0 <= evaluate(model, X, y)["acc"] <= 1.0
+
+
+def test_early_stopping_restores_the_best_epoch():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    X, y = toy()
+    snapshots = []
+    recorder = type("Rec", (), {"on_epoch_end": lambda self, s: snapshots.append(
+        {k: v.clone() for k, v in s.model.state_dict().items()})})()
+    # Validate on flipped labels: the better the model learns, the worse it scores, so the best
+    # validation epoch is an early one and patience stops the run.
+    history = fit(model, (X, y), (X, 1 - y), FitConfig(epochs=20, batch_size=8, lr=0.5, patience=2,
+                                                         device="cpu"), callbacks=[recorder])
+    best = history["best_epoch"]
+    assert history.get("stopped_early") and len(history["val_acc"]) == best + 3
+    assert torch.equal(model.weight, snapshots[best]["weight"])
+
+
+def test_dict_inputs_and_dict_outputs():
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 2), nn.Linear(2, 2)
+
+        def forward(self, x):
+            assert list(x) == ["audio", "image"]  # sorted keys reach the model
+            return {"logits": self.a(x["audio"]) + self.b(x["image"])}
+
+    X, y = toy()
+    inputs = {"image": X[:, 2:], "audio": X[:, :2]}
+    model = Two()
+    fit(model, (inputs, y), config=FitConfig(epochs=1, batch_size=16, device="cpu"))
+    assert predict(model, inputs).shape == (64, 2)
+    assert take(inputs, torch.tensor([0, 5]))["audio"].shape == (2, 2)
+
+
+def test_errors_name_the_fix():
+    X, y = toy()
+    with pytest.raises(ValueError, match="labels"):
+        fit(nn.Linear(4, 2), (X, y[:10]), config=FitConfig(epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="same number of rows"):
+        fit(nn.Linear(4, 2), ({"a": X, "b": X[:10]}, y), config=FitConfig(epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="adamw"):
+        fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, optimizer="rmsprop", device="cpu"))
+    with pytest.raises(ValueError, match="not available"):
+        fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, device="tpu"))
