@@ -17,8 +17,10 @@ def stub(*args):
 
 # ---------------------------------------------------------------------------------- core
 def test_cmp_prints_and_returns(capsys):
-    assert check.cmp("same", torch.ones(3), torch.ones(3), decimals=6)
-    assert "exact: True  | approx: True  | max abs diff: 0.0" in capsys.readouterr().out
+    assert check.cmp("same", torch.ones(3), torch.ones(3))
+    assert "exact: True  | approx: True  | max abs diff: 0.0e+00" in capsys.readouterr().out
+    assert check.cmp("rounded", torch.ones(3), torch.ones(3, dtype=torch.float64) + 1e-12, decimals=6)
+    assert "| approx: True  | max abs diff: 0.000000" in capsys.readouterr().out
     assert not check.cmp("off", torch.ones(3), torch.ones(3) + 0.5)
     assert "approx: False" in capsys.readouterr().out
     with pytest.raises(ValueError, match="shapes differ"):

@@ -7,11 +7,13 @@ checkers and one import line in the marked block below.
 from mmcourse.check.core import NotSolved, Wrong, attempt, cmp, exercise, expect_close
 
 # --- lesson checkers: one import line per lesson module (keep sorted by notebook number) -----
+from mmcourse.check.tour import cosine_similarity_matrix, mean_image_per_digit  # notebook 00
 from mmcourse.check.basics import (bce_logit_grad_by_hand, f1_from_confusion,  # notebooks 01-02
-                                   output_layer_grads, stable_log_softmax)
+                                   stable_log_softmax, tanh_net_grads)
+from mmcourse.check.pretraining import alignment_uniformity, knn_accuracy  # notebooks 03-04
 # --- end of lesson checkers ------------------------------------------------------------------
 
 __all__ = [
-    "NotSolved", "Wrong", "attempt", "cmp", "exercise", "expect_close",
-    "bce_logit_grad_by_hand", "f1_from_confusion", "output_layer_grads", "stable_log_softmax",
+    "NotSolved", "Wrong", "cosine_similarity_matrix", "mean_image_per_digit", "attempt", "cmp", "exercise", "expect_close",
+    "bce_logit_grad_by_hand", "f1_from_confusion", "stable_log_softmax", "tanh_net_grads",
 ]

@@ -18,25 +18,30 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 # ---------------------------------------------------------------------------------- notebook 01
-@exercise(hint="with z2 = h @ w2 + b2 and mean BCE, dL/dz2 = (p - y) / N; then dw2 = h.T @ dL/dz2 "
-               "(shape (H,)) and db2 = dL/dz2 summed over the batch (a scalar).",
-          success="your output-layer gradients match autograd.")
-def output_layer_grads(fn) -> None:
-    """Check ``fn(h, p, y) -> (dw2, db2)``: h (N, H), p and y (N,), dw2 (H,), db2 ()."""
+@exercise(hint="only sigma' changes: tanh'(a) = 1 - tanh(a)^2, so dL/da1 = (dL/dz2 * w2) * (1 - h**2); "
+               "the output layer is as before: dL/dz2 = (p - y) / N.",
+          success="all four gradients of the tanh net match autograd.")
+def tanh_net_grads(fn) -> None:
+    """Check ``fn(x, y, P) -> dict`` of the mean-BCE gradients of the net with a tanh hidden layer.
+
+    h = tanh(x @ W.T + b) (N, H), p = sigmoid(h @ w2 + b2) (N,); ``P`` holds W (H, D), b (H,),
+    w2 (H,), b2 (); the answer must hold the same keys with tensors of the same shapes.
+    """
     g = _gen(1)
-    N, H = 6, 4
-    h = torch.rand(N, H, generator=g, dtype=torch.float64)
-    w2 = torch.randn(H, generator=g, dtype=torch.float64, requires_grad=True)
-    b2 = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    N, D, H = 6, 5, 4
+    x = torch.randn(N, D, generator=g, dtype=torch.float64)
     y = torch.tensor([0.0, 1, 1, 0, 1, 0], dtype=torch.float64)
-    p = torch.sigmoid(h @ w2 + b2)  # (N,)
-    loss = torch.nn.functional.binary_cross_entropy(p, y)
-    loss.backward()
-    out = attempt(fn, h, p.detach(), y)
-    if not isinstance(out, (tuple, list)) or len(out) != 2:
-        raise Wrong("return a pair (dw2, db2).")
-    expect_close(out[0], w2.grad, "dw2")
-    expect_close(out[1], b2.grad, "db2")
+    P = {"W": torch.randn(H, D, generator=g, dtype=torch.float64), "b": torch.randn(H, generator=g, dtype=torch.float64),
+         "w2": torch.randn(H, generator=g, dtype=torch.float64), "b2": torch.tensor(0.1, dtype=torch.float64)}
+    leaves = {k: v.clone().requires_grad_() for k, v in P.items()}
+    h = torch.tanh(x @ leaves["W"].T + leaves["b"])  # (N, H)
+    z2 = h @ leaves["w2"] + leaves["b2"]  # (N,)
+    torch.nn.functional.binary_cross_entropy_with_logits(z2, y).backward()
+    out = attempt(fn, x, y, {k: v.clone() for k, v in P.items()})
+    if not isinstance(out, dict) or set(out) != set(P):
+        raise Wrong(f"return a dict with keys {sorted(P)}.")
+    for k in sorted(P):
+        expect_close(out[k], leaves[k].grad, f"d{k}")
 
 
 @exercise(hint="for cm = [[TN, FP], [FN, TP]] (rows: true class), F1 = 2 TP / (2 TP + FP + FN).",
