@@ -1,0 +1,61 @@
+"""Headless tests of the notebook panels: set a widget's value, the readout changes."""
+
+import pytest
+import torch
+
+from mmcourse.data import load_av_digits
+from mmcourse.fusion.zoo import build_av_model
+from mmcourse.widgets import FusionWeightsPanel, corrupt
+
+
+@pytest.fixture(scope="module")
+def panel():
+    torch.manual_seed(0)
+    model = build_av_model("weighted_sum", dim=8, image_width=4, audio_hidden=8)
+    test = load_av_digits("test")
+    inputs = {k: v[:64] for k, v in test.inputs.items()}
+    return FusionWeightsPanel(model, inputs, test.labels[:64], example=3, noise_levels=(0.0, 1.0))
+
+
+def test_moving_a_weight_changes_the_readout(panel):
+    before = panel.readout.value
+    panel.weight["image"].value = 1.0
+    panel.weight["audio"].value = 0.0
+    assert panel.readout.value != before
+    assert "image=1.00" in panel.readout.value
+    assert panel.last_latency_ms < 1000
+
+
+def test_noise_and_missing_modality_controls(panel):
+    panel.weight["image"].value = panel.weight["audio"].value = 0.5
+    clean = panel.readout.value
+    panel.noise["audio"].value = 1.0
+    assert panel.readout.value != clean
+    panel.noise["audio"].value = 0.0
+    panel.present["audio"].value = False
+    s = panel.state()
+    assert 0.0 <= s["acc"] <= 1.0 and s["probs"].shape == (10,)
+    panel.present["image"].value = False
+    assert "at least one" in panel.readout.value
+    panel.present["audio"].value = panel.present["image"].value = True
+
+
+def test_panel_rejects_other_fusions():
+    with pytest.raises(TypeError, match="WeightedSumFusion"):
+        FusionWeightsPanel(build_av_model("concat", dim=4, image_width=2, audio_hidden=4),
+                           load_av_digits("val").inputs, load_av_digits("val").labels)
+
+
+def test_corrupt_keeps_audio_padding_zero_and_names_missing_key():
+    d = load_av_digits("val")
+    noisy = corrupt(d.inputs, "audio", 1.0)
+    pad = torch.arange(40)[None] >= d.lengths[:, None]
+    assert (noisy["audio"][pad] == 0).all() and not torch.equal(noisy["audio"], d.inputs["audio"])
+    assert torch.equal(noisy["image"], d.inputs["image"])
+    with pytest.raises(KeyError, match="text"):
+        corrupt(d.inputs, "text", 1.0)
+
+
+def test_build_av_model_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        build_av_model("stacking")
