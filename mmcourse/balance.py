@@ -1,0 +1,366 @@
+"""Modality imbalance: auxiliary losses L = Σ_m λ_m L_m + L_fused, probes, and OGM-GE (lesson 06).
+
+When two modalities are trained jointly, the one that lowers the loss faster (here: audio)
+*dominates*: the fused loss is soon small, so the other encoder receives little gradient and ends
+up under-trained compared with the same encoder trained alone. Three tools from this module:
+
+- ``AuxHeadClassifier`` + ``AuxLoss``: a unimodal head per encoder and
+  L = L_fused + Σ_m λ_m L_m, so every encoder gets its own learning signal.
+- ``linear_probe`` / ``imbalance``: how good each encoder's features are, measured by a linear
+  classifier on frozen features, inside the fused model vs trained alone.
+- ``OGMGE``: on-the-fly gradient modulation with generalisation enhancement (Peng et al., CVPR
+  2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"), a ``fit`` hook.
+Taught in notebooks/06_loss_weighting.ipynb. Shapes: B batch, C classes, D features, M modalities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcourse.encoders import AudioEncoder, ImageEncoder
+from mmcourse.fusion import ConcatFusion, LateFusion, MultimodalClassifier
+from mmcourse.fusion.base import Fusion
+from mmcourse.losses import weighted_loss
+from mmcourse.train import FitConfig, evaluate, fit
+
+
+# ------------------------------------------------------------------------------- building blocks
+def check_lambdas(lambdas: dict[str, float], modalities) -> dict[str, float]:
+    """Validate λ: known modalities only, finite and ≥ 0. Missing modalities get λ = 0."""
+    modalities = sorted(modalities)
+    unknown = sorted(set(lambdas) - set(modalities))
+    if unknown:
+        raise KeyError(f"unknown modality {unknown} in lambdas; this model has {modalities}")
+    for k, v in lambdas.items():
+        if not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"lambda for {k!r} must be a finite number >= 0, got {v}")
+    return {k: float(lambdas.get(k, 0.0)) for k in modalities}
+
+
+def unimodal_contributions(fusion: Fusion, feats: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Each modality's share of the fused logits, {m: (B, C)}, as OGM-GE scores them.
+
+    For a *linear* concat head, logits = Σ_m W_m f_m + b exactly, so modality m contributes
+    W_m f_m + b / M (the split used in the OGM-GE reference code). For late fusion it is each
+    head's own logits. Other fusions mix modalities non-linearly and have no such split.
+    """
+    if isinstance(fusion, ConcatFusion) and isinstance(fusion.net, nn.Linear):
+        W, b, M = fusion.net.weight, fusion.net.bias, len(fusion.keys)
+        out, start = {}, 0
+        for k in fusion.keys:  # columns of W follow the sorted concat order
+            d = fusion.dims[k]
+            out[k] = feats[k] @ W[:, start:start + d].T + b / M  # (B, D_m) @ (D_m, C) → (B, C)
+            start += d
+        return out
+    if isinstance(fusion, LateFusion):
+        return fusion.unimodal_logits(feats)
+    raise TypeError(f"no per-modality split for {type(fusion).__name__}; use ConcatFusion(hidden=None) "
+                    "(a linear head) or LateFusion with OGM-GE")
+
+
+class AuxHeadClassifier(nn.Module):
+    """A ``MultimodalClassifier`` plus one linear head per encoder.
+
+    Args:
+        encoders: ``nn.ModuleDict`` modality → encoder producing (B, D_m).
+        fusion: a fusion module whose ``dims`` match; its output is the fused logits (B, C).
+        num_classes: C, for the auxiliary heads.
+
+    ``forward(inputs)`` returns ``{"logits": (B, C), "aux": {m: (B, C)}, "contrib": {m: (B, C)}}``;
+    ``contrib`` (for OGM-GE) is present when the fusion has a per-modality split.
+    """
+
+    def __init__(self, encoders: nn.ModuleDict, fusion: Fusion, num_classes: int):
+        super().__init__()
+        self.core = MultimodalClassifier(encoders, fusion)
+        self.encoders, self.fusion = self.core.encoders, self.core.fusion
+        self.aux = nn.ModuleDict({k: nn.Linear(d, num_classes) for k, d in fusion.dims.items()})
+
+    def forward(self, inputs: dict[str, Tensor]) -> dict:
+        feats = self.core.features(inputs)  # {m: (B, D_m)}
+        out = {"logits": self.fusion(feats), "aux": {k: self.aux[k](feats[k]) for k in feats}}
+        try:
+            out["contrib"] = unimodal_contributions(self.fusion, feats)
+        except TypeError:
+            pass
+        return out
+
+
+class AuxLoss:
+    """L = L_fused + Σ_m λ_m L_m, all cross-entropies; a ``loss_fn`` for ``fit``.
+
+    Args:
+        lambdas: {modality: λ_m ≥ 0}; a modality left out gets λ = 0.
+        modalities: the model's modalities (to reject unknown keys early).
+    """
+
+    def __init__(self, lambdas: dict[str, float], modalities):
+        self.lambdas = check_lambdas(lambdas, modalities)
+
+    def __call__(self, out: dict, y: Tensor) -> Tensor:
+        losses = {"fused": F.cross_entropy(out["logits"].float(), y)}  # scalar
+        losses |= {k: F.cross_entropy(out["aux"][k].float(), y) for k in self.lambdas}
+        return weighted_loss(losses, {"fused": 1.0, **self.lambdas})
+
+    def __repr__(self) -> str:
+        return f"AuxLoss(lambdas={self.lambdas})"
+
+
+def build_model(num_classes: int = 10, dim: int = 32, image_width: int = 8, audio_hidden: int = 32,
+                fusion: str = "concat") -> AuxHeadClassifier:
+    """The lesson's model: image CNN + audio CNN → (B, dim) each → linear concat (or late) head."""
+    encoders = nn.ModuleDict({"audio": AudioEncoder(dim, hidden=audio_hidden),
+                              "image": ImageEncoder(dim, width=image_width)})
+    dims = {"audio": dim, "image": dim}
+    fuse = ConcatFusion(dims, num_classes, hidden=None) if fusion == "concat" else LateFusion(dims, num_classes)
+    return AuxHeadClassifier(encoders, fuse, num_classes)
+
+
+def build_unimodal(modality: str, num_classes: int = 10, dim: int = 32, image_width: int = 8,
+                   audio_hidden: int = 32) -> nn.Sequential:
+    """The same encoder trained alone: encoder → linear, on (B, ...) inputs of one modality."""
+    enc = {"audio": lambda: AudioEncoder(dim, hidden=audio_hidden), "image": lambda: ImageEncoder(dim, width=image_width)}
+    if modality not in enc:
+        raise KeyError(f"unknown modality {modality!r}; use one of {sorted(enc)}")
+    return nn.Sequential(enc[modality](), nn.Linear(dim, num_classes))
+
+
+# ------------------------------------------------------------------------------ measuring imbalance
+@torch.no_grad()
+def encode(encoder: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Frozen features (N, D) of one modality, in eval mode, on the CPU."""
+    was, dev = encoder.training, next(encoder.parameters()).device
+    encoder.eval()
+    out = torch.cat([encoder(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    encoder.train(was)
+    return out
+
+
+def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
+                 steps: int = 100, weight_decay: float = 1e-3) -> float:
+    """Test accuracy of a softmax regression fitted (L-BFGS, full batch) on frozen features.
+
+    Args:
+        train_feats: (N, D); test_feats: (N', D); labels (N,), (N',) int64.
+    """
+    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-6  # standardise with train statistics
+    Xtr, Xte = (train_feats - mu) / sd, (test_feats - mu) / sd
+    lin = nn.Linear(Xtr.shape[1], int(train_labels.max()) + 1)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(Xtr), train_labels) + weight_decay * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return (lin(Xte).argmax(-1) == test_labels).float().mean().item()
+
+
+def probe_encoders(encoders: dict[str, nn.Module], train, test) -> dict[str, float]:
+    """Linear-probe accuracy of each encoder: ``train``/``test`` are (inputs dict, labels)."""
+    return {k: linear_probe(encode(enc, train[0][k]), train[1], encode(enc, test[0][k]), test[1])
+            for k, enc in sorted(encoders.items())}
+
+
+def imbalance(fused: AuxHeadClassifier, alone: dict[str, nn.Module], train, test) -> dict[str, dict]:
+    """Probe accuracy of each encoder inside the fused model vs trained alone.
+
+    Returns:
+        {m: {"inside": acc, "alone": acc, "gap": alone - inside}}; a large positive gap means
+        the fused model left that encoder under-trained.
+    """
+    inside = probe_encoders(dict(fused.encoders.items()), train, test)
+    solo = probe_encoders(alone, train, test)
+    return {k: {"inside": inside[k], "alone": solo[k], "gap": solo[k] - inside[k]} for k in sorted(solo)}
+
+
+# ------------------------------------------------------------------------------------- OGM-GE
+def ogm_coefficients(contrib: dict[str, Tensor], labels: Tensor, alpha: float) -> tuple[dict, dict]:
+    """OGM coefficients k_m for one batch (Peng et al. 2022, eqs. 6 and 9-10).
+
+    s_m = Σ_i softmax(contrib_m)_i[y_i]; ρ_m = s_m / mean of the other modalities' s (for two
+    modalities: s_dominant / s_other); k_m = 1 − tanh(α ρ_m) if ρ_m > 1 else 1.
+
+    Args:
+        contrib: {m: (B, C)} each modality's share of the fused logits.
+        labels: (B,) int64.
+    Returns:
+        (coefficients {m: float}, scores {m: float}).
+    """
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if len(contrib) < 2:
+        raise ValueError(f"OGM-GE needs at least two modalities, got {sorted(contrib)}")
+    scores = {k: v.detach().softmax(-1).gather(1, labels[:, None]).sum().item()  # (B, 1) → scalar
+              for k, v in sorted(contrib.items())}
+    coeffs = {}
+    for k, s in scores.items():
+        others = [v for j, v in scores.items() if j != k]
+        rho = s / max(sum(others) / len(others), 1e-12)
+        coeffs[k] = 1.0 - math.tanh(alpha * rho) if rho > 1 else 1.0
+    return coeffs, scores
+
+
+class OGMGE:
+    """On-the-fly gradient modulation (+ generalisation enhancement) as a ``fit`` hook.
+
+    Use: ``ogm = OGMGE(alpha=0.5); fit(model, ..., loss_fn=ogm.wrap(loss), callbacks=[ogm])``.
+    ``wrap`` remembers each batch's per-modality contributions and labels; ``on_after_backward``
+    scales the dominant encoder's gradients by k_m and, with ``ge``, adds noise N(0, std(g)) (std
+    of the unmodulated gradient g, as in the reference code) to each modulated weight tensor.
+    (The reference code adds this noise to every encoder's conv weights; we add it where k_m < 1.)
+
+    Args:
+        alpha: modulation strength α (the paper uses 0.1–0.8, depending on the data set).
+        ge: add the Gaussian noise (OGM-GE) or not (plain OGM).
+        epochs: modulate only in epochs [start, end) (the paper stops modulating late in training).
+    Records per step in ``self.log`` and ``state.extra["ogm"]``: step, epoch, coeff/score per modality.
+    """
+
+    def __init__(self, alpha: float = 0.5, ge: bool = True, epochs: tuple[int, int | None] = (0, None)):
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.alpha, self.ge, self.epochs = alpha, ge, epochs
+        self.log = {"step": [], "epoch": [], "coeff": {}, "score": {}}
+        self._last = None
+
+    def wrap(self, loss_fn):
+        """A loss_fn that first records the batch's contributions and labels for the hook."""
+        def recorded(out, y):
+            if not isinstance(out, dict) or "contrib" not in out:
+                raise KeyError("OGM-GE needs the model output's 'contrib' {m: (B, C)}; use AuxHeadClassifier "
+                               "with ConcatFusion(hidden=None) or LateFusion")
+            self._last = ({k: v.detach() for k, v in out["contrib"].items()}, y.detach())
+            return loss_fn(out, y)
+        return recorded
+
+    def on_after_backward(self, state) -> None:
+        if self._last is None:
+            raise RuntimeError("OGMGE saw no batch: pass loss_fn=ogm.wrap(your_loss) to fit")
+        start, end = self.epochs
+        active = state.epoch >= start and (end is None or state.epoch < end)
+        coeffs, scores = ogm_coefficients(*self._last, alpha=self.alpha)
+        if not active:
+            coeffs = {k: 1.0 for k in coeffs}
+        for k, c in coeffs.items():
+            if c >= 1.0:
+                continue
+            for p in state.model.encoders[k].parameters():
+                if p.grad is None:
+                    continue
+                std = p.grad.std().item() if p.grad.numel() > 1 else 0.0
+                p.grad.mul_(c)  # k_m g
+                if self.ge and p.grad.ndim >= 2:  # weights, not biases/norm scales
+                    p.grad.add_(torch.randn_like(p.grad) * (std + 1e-8))  # GE: + N(0, std(g)²)
+        for log in (self.log, state.extra.setdefault("ogm", {"step": [], "epoch": [], "coeff": {}, "score": {}})):
+            log["step"].append(state.step)
+            log["epoch"].append(state.epoch)
+            for k in coeffs:
+                log["coeff"].setdefault(k, []).append(coeffs[k])
+                log["score"].setdefault(k, []).append(scores[k])
+
+    def __repr__(self) -> str:
+        return f"OGMGE(alpha={self.alpha}, ge={self.ge}, epochs={self.epochs})"
+
+
+# --------------------------------------------------------------------------- one experiment
+def subset(data, n: int | None):
+    """The first ``n`` rows of ``(inputs dict, labels)`` (AV-digits splits are already shuffled)."""
+    inputs, labels = data
+    n = len(labels) if n is None else min(n, len(labels))
+    return {k: v[:n] for k, v in sorted(inputs.items())}, labels[:n]
+
+
+def run_balanced(train, test, lambdas: dict[str, float] | None = None, ogm: OGMGE | None = None,
+                 epochs: int = 8, lr: float = 3e-3, seed: int = 0, n_train: int | None = None,
+                 probe: bool = True, model: AuxHeadClassifier | None = None) -> dict:
+    """Train the lesson's model once and measure it.
+
+    Args:
+        train, test: ``(inputs dict, labels)``; ``n_train`` keeps the first rows of train.
+        lambdas: auxiliary weights λ_m (default none: plain fusion).
+    Returns:
+        {"fused": test acc, "probe": {m: probe acc of the encoder inside}, "aux": {m: aux head acc},
+        "model", "history", "ogm" (the hook's log or None), "seconds"}.
+    """
+    import time
+    torch.manual_seed(seed)
+    model = model or build_model()
+    loss = AuxLoss(lambdas or {}, model.fusion.keys)
+    tr = subset(train, n_train)
+    cfg = FitConfig(epochs=epochs, lr=lr, seed=seed)
+    t0 = time.perf_counter()
+    history = fit(model, tr, config=cfg, loss_fn=ogm.wrap(loss) if ogm else loss, callbacks=[ogm] if ogm else [])
+    seconds = time.perf_counter() - t0
+    fused = evaluate(model, *test)["acc"]
+    with torch.no_grad():
+        model.eval()
+        aux = model(test[0])["aux"]
+    aux_acc = {k: (v.argmax(-1) == test[1]).float().mean().item() for k, v in aux.items()}
+    probes = probe_encoders(dict(model.encoders.items()), tr, test) if probe else {}
+    return {"fused": fused, "probe": probes, "aux": aux_acc, "model": model, "history": history,
+            "ogm": ogm.log if ogm else None, "seconds": seconds}
+
+
+def run_unimodal(modality: str, train, test, epochs: int = 8, lr: float = 3e-3, seed: int = 0,
+                 n_train: int | None = None) -> dict:
+    """Train one encoder alone (encoder → linear); return test acc, its probe acc and the model."""
+    torch.manual_seed(seed)
+    model = build_unimodal(modality)
+    tr = subset(train, n_train)
+    fit(model, (tr[0][modality], tr[1]), config=FitConfig(epochs=epochs, lr=lr, seed=seed))
+    acc = evaluate(model, test[0][modality], test[1])["acc"]
+    probe = probe_encoders({modality: model[0]}, tr, test)[modality]
+    return {"acc": acc, "probe": probe, "model": model}
+
+
+# --------------------------------------------------------------------------------- the widget
+def lambda_panel(train, test, n_train: int = 800, epochs: int = 3, lambdas: dict | None = None,
+                 seed: int = 0, train_now: bool = True):
+    """λ sliders + a Train button: retrain on ``n_train`` rows for ``epochs``, plot accuracies.
+
+    Returns an ``ipywidgets.VBox`` with ``.sliders`` {m: FloatSlider}, ``.button``, ``.status``
+    (an HTML line: the last run's numbers), ``.out`` (the bar chart) and ``.runs`` (all results).
+    Without a frontend, displaying it still prints the status line of the initial run.
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    lambdas = check_lambdas(lambdas or {}, train[0])
+    sliders = {k: W.FloatSlider(value=v, min=0.0, max=2.0, step=0.25, description=f"λ {k}",
+                                continuous_update=False) for k, v in lambdas.items()}
+    button, status, out = W.Button(description="Train", button_style="primary"), W.HTML(), W.Output()
+    panel = W.VBox([W.HBox([*sliders.values(), button]), status, out])
+    panel.sliders, panel.button, panel.status, panel.out, panel.runs = sliders, button, status, out, []
+
+    def retrain(_=None):
+        lam = {k: s.value for k, s in sliders.items()}
+        status.value = f"training with λ = {lam} …"
+        r = run_balanced(train, test, lambdas=lam, epochs=epochs, seed=seed, n_train=n_train)
+        panel.runs.append({"lambdas": lam, "fused": r["fused"], **{f"probe {k}": v for k, v in r["probe"].items()}})
+        accs = {"fused": r["fused"], **{f"{k} encoder\n(probe)": v for k, v in r["probe"].items()}}
+        status.value = (f"λ = {lam}: fused {r['fused']:.3f} | " + " | ".join(
+            f"{k} probe {v:.3f}" for k, v in r["probe"].items()) + f" ({r['seconds']:.1f} s, {n_train} samples, {epochs} epochs)")
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5.5, 2.8))
+            bars = ax.bar(list(accs), list(accs.values()), color=["tab:green", "tab:blue", "tab:orange"][:len(accs)])
+            ax.bar_label(bars, fmt="%.2f")
+            ax.set_ylim(0, 1); ax.set_ylabel("test accuracy")
+            ax.set_title(f"λ = {lam}: fused {r['fused']:.2f}")
+            plt.tight_layout(); display(fig); plt.close(fig)
+
+    button.on_click(retrain)
+    if train_now:
+        retrain()
+    print(status.value)
+    return panel
