@@ -151,8 +151,8 @@ print("finite at logits ±1e4:", bool(torch.isfinite(bce_with_logits(big, torch.
                                      and torch.isfinite(softmax_ce(big[None], torch.tensor([2])))))
 
 # %% [markdown]
-# The two forms disagree long before they hit infinity: the plot shows the per-example loss
-# and gradient in float32 for label $y=0$ (the case that breaks first).
+# On a fine grid of logits: the per-example loss and gradient in float32 for label $y=0$. The two
+# forms agree up to the logit where $p$ rounds to 1; from there on the naive ones are useless.
 
 # %%
 zline = torch.linspace(-5, 40, 451)
@@ -162,6 +162,7 @@ stable = torch.stack([bce_with_logits(zv.reshape(1), y0) for zv in zline])
 grad_p = torch.stack([(bce_grad_prob(q, y0) * q * (1 - q)).squeeze() for q in sigmoid(zline)[:, None]])
 grad_z = torch.stack([bce_grad_logit(zv.reshape(1), y0).squeeze() for zv in zline])
 first_inf = zline[~torch.isfinite(naive)].min().item()
+first_nan = zline[~torch.isfinite(grad_p)].min().item()
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
 a1.plot(zline, stable, label="stable: bce_with_logits", lw=3, alpha=0.5)
 a1.plot(zline, naive.where(torch.isfinite(naive), torch.tensor(float("nan"))), "--", label="naive: bce(sigmoid(z))")
@@ -171,7 +172,7 @@ a1.set(xlabel="logit z (label y = 0)", ylabel="loss", ylim=(0, zline.max() + 2),
 a2.plot(zline, grad_z, label="logit form σ(z) − y", lw=3, alpha=0.5)
 a2.plot(zline, grad_p, "--", label="probability form × σ'(z)")
 a2.set(xlabel="logit z (label y = 0)", ylabel="dℓ/dz", ylim=(-0.05, 1.1),
-       title="The probability-form gradient becomes nan where p rounds to 1")
+       title=f"The probability-form gradient is nan from z = {first_nan:.1f}")
 a1.legend(), a2.legend()
 plt.tight_layout()
 plt.show()
