@@ -137,6 +137,8 @@ def bootstrap_interval(errors, n_boot: int = 1000, level: float = 0.95,
     Eb = E[:, idx]  # (k, n_boot, n)
     rates = Eb.mean(2)  # (k, n_boot)
     ok = (rates > 0).all(0)
+    if not ok.any():
+        raise ValueError("in every bootstrap resample some model made no error; use more test examples")
     hs = Eb.all(0).mean(1)[ok] / rates[:, ok].prod(0)  # (n_boot',)
     lo, hi = np.quantile(hs, [(1 - level) / 2, (1 + level) / 2])
     return H, float(lo), float(hi)

@@ -56,3 +56,35 @@ def knn_accuracy(fn) -> None:
         want = (votes.mode(dim=1).values == yte).double().mean()
         got = attempt(fn, Xtr.clone(), ytr.clone(), Xte.clone(), yte.clone(), k)
         expect_close(torch.as_tensor(got, dtype=torch.float64).reshape(()), want, f"accuracy with k={k}")
+
+
+# ---------------------------------------------------------------------------------- notebook 04
+@exercise(hint="centre both Gram matrices with H = I - 11^T/n (Kc = H @ K @ H), then "
+               "CKA = (Kc * Lc).sum() / (norm(Kc) * norm(Lc)), Frobenius norms.",
+          success="your kernel-form CKA equals linear_cka on the features.")
+def cka_from_gram(fn) -> None:
+    """Check ``fn(K, L) -> float``: CKA from two (n, n) Gram matrices K = X Xᵀ, L = Y Yᵀ."""
+    from mmcourse.homogenization import linear_cka
+    g = _gen(40)
+    X = torch.randn(9, 3, generator=g, dtype=torch.float64) + 2.0  # not centred on purpose
+    Y = X @ torch.randn(3, 5, generator=g, dtype=torch.float64) + torch.randn(9, 5, generator=g, dtype=torch.float64)
+    got = torch.as_tensor(attempt(fn, X @ X.T, Y @ Y.T), dtype=torch.float64).reshape(())
+    K, L = X @ X.T, Y @ Y.T
+    uncentred = (K * L).sum() / (K.norm() * L.norm())
+    if torch.isclose(got, uncentred):
+        raise Wrong("you forgot to centre the Gram matrices.")
+    expect_close(got, torch.tensor(linear_cka(X, Y), dtype=torch.float64), "CKA")
+
+
+@exercise(hint="keep only examples whose true label is not the target (labels != target), then "
+               "return the fraction of those predicted as the target: (preds[keep] == target).mean().",
+          success="your attack success rate matches.")
+def attack_success_rate(fn) -> None:
+    """Check ``fn(preds, labels, target) -> float``."""
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 5])
+    preds = torch.tensor([0, 0, 2, 0, 0, 0, 0, 3, 1, 0])
+    want = torch.tensor(5 / 7, dtype=torch.float64)  # 7 non-target rows, 5 of them predicted 0
+    got = torch.as_tensor(attempt(fn, preds.clone(), labels.clone(), 0), dtype=torch.float64).reshape(())
+    if torch.isclose(got, torch.tensor(7 / 10, dtype=torch.float64)):
+        raise Wrong("examples that truly are the target class cannot be 'attacked': leave them out.")
+    expect_close(got, want, "attack success rate")

