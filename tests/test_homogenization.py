@@ -103,3 +103,30 @@ def test_homogenization_errors():
         outcome_homogenization(np.array([[3, 1], [0, 2]]))
     with pytest.raises(ValueError, match="level"):
         bootstrap_interval(np.array([[1, 0], [1, 1]], dtype=bool), level=95)
+
+
+# ----------------------------------------------------- reference solutions of notebook 04's exercises
+def cka_from_gram_solution(K, L):
+    n = len(K)
+    C = torch.eye(n, dtype=K.dtype) - torch.ones(n, n, dtype=K.dtype) / n
+    Kc, Lc = C @ K @ C, C @ L @ C
+    return ((Kc * Lc).sum() / (Kc.norm() * Lc.norm())).item()
+
+
+def attack_success_rate_solution(preds, labels, target):
+    keep = labels != target
+    return (preds[keep] == target).double().mean().item()
+
+
+def test_checkers_notebook_04(capsys):
+    from mmcourse import check
+    assert check.cka_from_gram(cka_from_gram_solution) is True
+    assert check.attack_success_rate(attack_success_rate_solution) is True
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert check.cka_from_gram(stub) is None and check.attack_success_rate(stub) is None
+    assert check.cka_from_gram(lambda K, L: ((K * L).sum() / (K.norm() * L.norm())).item()) is False
+    assert check.attack_success_rate(lambda p, l, t: (p == t).double().mean().item()) is False
+    assert "not yet solved" in capsys.readouterr().out

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mmcourse.encoders import ImageEncoder, frame_mask
-from mmcourse.pretrain import (AudioAugment, ImageAugment, PretrainConfig, PretrainRun, nt_xent,
-                               pretrain, pretraining_run)
+from mmcourse.pretrain import (AudioAugment, ImageAugment, PretrainConfig, PretrainRun,
+                               fit_linear_probe, nt_xent, pretrain, pretraining_run)
 
 
 def _nt_xent_loop(z1, z2, tau):
@@ -98,3 +98,39 @@ def test_pretraining_run_cache_round_trip_and_corrupt_file(tmp_path, monkeypatch
         pretraining_run("audio", "clean", cfg, progress=False)
     with pytest.raises(ValueError, match="modality"):
         pretraining_run("video", "clean", cfg)
+
+
+def test_fit_linear_probe_separable_and_errors():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    X = 5 * torch.eye(3)[y] + 0.1 * torch.randn(60, 3, generator=g) + 7.0  # shifted: standardising matters
+    probe = fit_linear_probe(X, y)
+    assert probe.score(X, y) == 1.0 and probe(X).shape == (60, 3)
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        fit_linear_probe(X[:10], y[:9])
+
+
+# ----------------------------------------------------- reference solutions of notebook 03's exercises
+def alignment_uniformity_solution(z1, z2):
+    u, v = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z2, dim=1)
+    return ((u - v) ** 2).sum(1).mean(), torch.pdist(u).pow(2).mul(-2).exp().mean().log()
+
+
+def knn_accuracy_solution(train_feats, train_labels, test_feats, test_labels, k):
+    sims = torch.nn.functional.normalize(test_feats, dim=1) @ torch.nn.functional.normalize(train_feats, dim=1).T
+    votes = train_labels[sims.topk(k, dim=1).indices]
+    return (votes.mode(dim=1).values == test_labels).double().mean().item()
+
+
+def test_checkers_notebook_03(capsys):
+    from mmcourse import check
+    assert check.alignment_uniformity(alignment_uniformity_solution) is True
+    assert check.knn_accuracy(knn_accuracy_solution) is True
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert check.alignment_uniformity(stub) is None and check.knn_accuracy(stub) is None
+    assert check.alignment_uniformity(lambda z1, z2: (((z1 - z2) ** 2).sum(1).mean(), 0.0)) is False
+    assert check.knn_accuracy(lambda a, b, c, d, k: 0.5) is False
+    assert "not yet solved" in capsys.readouterr().out
