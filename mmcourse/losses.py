@@ -230,7 +230,9 @@ def weighted_loss(losses: Mapping[str, Tensor] | Sequence[Tensor],
         )
     for i, loss in enumerate(losses):
         if torch.as_tensor(loss).ndim != 0:
-            raise ValueError(f"loss {i} must be a scalar, got shape {tuple(loss.shape)}; reduce it with .mean()")
+            raise ValueError(
+                f"loss {i} must be a scalar, got shape {tuple(loss.shape)}; reduce it with .mean()"
+            )
     return sum(lam * loss for lam, loss in zip(lambdas, losses))
 
 

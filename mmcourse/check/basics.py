@@ -31,8 +31,9 @@ def tanh_net_grads(fn) -> None:
     N, D, H = 6, 5, 4
     x = torch.randn(N, D, generator=g, dtype=torch.float64)
     y = torch.tensor([0.0, 1, 1, 0, 1, 0], dtype=torch.float64)
-    P = {"W": torch.randn(H, D, generator=g, dtype=torch.float64), "b": torch.randn(H, generator=g, dtype=torch.float64),
-         "w2": torch.randn(H, generator=g, dtype=torch.float64), "b2": torch.tensor(0.1, dtype=torch.float64)}
+    f64 = {"generator": g, "dtype": torch.float64}
+    P = {"W": torch.randn(H, D, **f64), "b": torch.randn(H, **f64), "w2": torch.randn(H, **f64),
+         "b2": torch.tensor(0.1, dtype=torch.float64)}
     leaves = {k: v.clone().requires_grad_() for k, v in P.items()}
     h = torch.tanh(x @ leaves["W"].T + leaves["b"])  # (N, H)
     z2 = h @ leaves["w2"] + leaves["b2"]  # (N,)
