@@ -14,10 +14,12 @@ from mmcourse.check.pretraining import alignment_uniformity, knn_accuracy  # not
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
 # --- end of lesson checkers ------------------------------------------------------------------
+from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
 
 __all__ = [
     "outer_with_one", "weighted_sum",
     "NotSolved", "Wrong", "cosine_similarity_matrix", "mean_image_per_digit", "attempt", "cmp", "exercise", "expect_close",
     "bce_logit_grad_by_hand", "f1_from_confusion", "stable_log_softmax", "tanh_net_grads",
     "aux_loss", "ogm_coefficient",
+    "lora_forward", "lora_merge", "recall_at_k", "symmetric_info_nce",
 ]

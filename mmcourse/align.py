@@ -1,0 +1,217 @@
+"""Contrastive alignment into a shared space: the CLIP objective and retrieval recall@k.
+
+CLIP (Radford et al. 2021, fig. 3) embeds a batch of B pairs (aᵢ, bᵢ) with two towers, makes
+every embedding unit length and scores all B × B pairs by a scaled cosine similarity,
+
+    Sᵢⱼ = s · aᵢ·bⱼ,   s = exp(t) the inverse temperature, t a learned scalar,
+
+then asks each row and each column to pick its own partner (symmetric InfoNCE):
+
+    L = ½ [ CE(S, I) + CE(Sᵀ, I) ],   CE(S, I) = −(1/B) Σᵢ log softmax(Sᵢ)ᵢ.
+
+``t`` starts at log(1/0.07) and s is clipped at 100 as in CLIP. Retrieval is scored with
+recall@k: a query counts as found when one of its k nearest gallery items is correct. In
+AV-digits pairs match only by digit, so "correct" means "shows the same digit".
+
+Taught in ``notebooks/07_contrastive_alignment.ipynb``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MAX_LOGIT_SCALE = 100.0  # CLIP clips s = exp(t) here so training stays stable
+
+
+def clip_loss(a: Tensor, b: Tensor, logit_scale: Tensor | float) -> Tensor:
+    """Symmetric InfoNCE of two batches of paired embeddings.
+
+    Args:
+        a, b: (B, D) embeddings; row i of ``a`` and row i of ``b`` are a positive pair. They are
+            L2-normalised here, so passing unnormalised features is fine.
+        logit_scale: s = 1/τ, a positive scalar (tensor or float), multiplying the cosines.
+
+    Returns:
+        scalar: the mean of the a→b and b→a cross-entropies.
+    """
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"clip_loss wants two (B, D) batches of the same shape, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    if (torch.as_tensor(logit_scale).detach() <= 0).any():
+        raise ValueError(f"logit_scale must be > 0 (it is 1/temperature), got {logit_scale}")
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = logit_scale * a @ b.T  # (B, B): row i scores a_i against every b_j
+    targets = torch.arange(len(a), device=a.device)  # (B,) the partner of row i is column i
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
+class LogitScale(nn.Module):
+    """The learned inverse temperature s = exp(t), clipped at ``MAX_LOGIT_SCALE``.
+
+    Learning log s instead of s keeps it positive and makes steps multiplicative.
+    """
+
+    def __init__(self, temperature: float = 0.07):
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
+
+    def forward(self) -> Tensor:
+        return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def extra_repr(self) -> str:
+        return f"temperature={1 / self().item():.4f}"
+
+
+class ContrastiveAligner(nn.Module):
+    """One tower per modality → a projection into a shared (B, P) space, plus a learned scale.
+
+    Args:
+        encoders: ``nn.ModuleDict`` of exactly two encoders, each with ``out_dim``.
+        proj_dim: P, the shared space's size.
+        hidden: hidden width of each two-layer projection head (None: a single linear map).
+        freeze_encoders: keep the towers fixed and learn only the projections and the scale
+            (cheap, and the towers' own features survive intact).
+
+    ``forward(inputs)`` returns ``{modality: (B, P) unit vectors, ..., "logit_scale": scalar}``,
+    so ``mmcourse.train.fit`` can train it with ``loss_fn=aligner.loss``.
+    """
+
+    def __init__(self, encoders: nn.ModuleDict, proj_dim: int = 64, hidden: int | None = 128,
+                 freeze_encoders: bool = False, temperature: float = 0.07):
+        super().__init__()
+        if len(encoders) != 2:
+            raise ValueError(f"ContrastiveAligner aligns exactly two modalities, got {sorted(encoders.keys())}")
+        self.encoders, self.freeze_encoders = encoders, freeze_encoders
+        if freeze_encoders:
+            encoders.requires_grad_(False)
+
+        def head(d: int) -> nn.Module:
+            if hidden is None:
+                return nn.Linear(d, proj_dim)
+            return nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, proj_dim))
+
+        self.proj = nn.ModuleDict({k: head(encoders[k].out_dim) for k in sorted(encoders.keys())})
+        self.logit_scale = LogitScale(temperature)
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted(self.encoders.keys())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze_encoders:
+            self.encoders.eval()  # frozen towers keep their batch-norm statistics
+        return self
+
+    def embed(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """{modality: (B, P) unit vectors} for every modality present in ``inputs``."""
+        unknown = sorted(set(inputs) - set(self.keys))
+        if unknown:
+            raise KeyError(f"unknown modality {unknown}; this aligner has {self.keys}")
+        return {k: F.normalize(self.proj[k](self.encoders[k](inputs[k])), dim=-1) for k in sorted(inputs)}
+
+    def forward(self, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {**self.embed(inputs), "logit_scale": self.logit_scale()}
+
+    def loss(self, out: dict[str, Tensor], labels: Tensor | None = None) -> Tensor:
+        """CLIP loss of a forward output; ``labels`` are ignored (pairs are their own targets)."""
+        a, b = self.keys
+        return clip_loss(out[a].float(), out[b].float(), out["logit_scale"])
+
+
+@torch.no_grad()
+def embed_all(aligner: ContrastiveAligner, inputs: dict[str, Tensor], batch_size: int = 512) -> dict[str, Tensor]:
+    """Embed a whole split in eval mode: {modality: (N, P)} on the CPU."""
+    was = aligner.training
+    aligner.eval()
+    device = next(aligner.parameters()).device
+    n = len(next(iter(inputs.values())))
+    out = {k: [] for k in sorted(inputs)}
+    for i in range(0, n, batch_size):
+        emb = aligner.embed({k: v[i:i + batch_size].to(device) for k, v in inputs.items()})
+        for k in out:
+            out[k].append(emb[k].cpu())
+    aligner.train(was)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def recall_at_k(queries: Tensor, gallery: Tensor, query_labels: Tensor, gallery_labels: Tensor,
+                k: int = 1) -> float:
+    """Fraction of queries with a same-label item among their k most similar gallery items.
+
+    Args:
+        queries: (N, D) and gallery: (G, D) embeddings (cosine similarity is used).
+        query_labels: (N,) and gallery_labels: (G,) int labels.
+        k: how many neighbours count.
+
+    Returns:
+        recall@k in [0, 1].
+    """
+    if not 1 <= k <= len(gallery):
+        raise ValueError(f"k must be in 1..{len(gallery)} (the gallery size), got {k}")
+    if len(queries) != len(query_labels) or len(gallery) != len(gallery_labels):
+        raise ValueError(f"one label per row: queries {len(queries)} vs {len(query_labels)} labels, "
+                         f"gallery {len(gallery)} vs {len(gallery_labels)} labels")
+    sim = F.normalize(queries.float(), dim=-1) @ F.normalize(gallery.float(), dim=-1).T  # (N, G)
+    top = sim.topk(k, dim=1).indices  # (N, k)
+    hit = (gallery_labels[top] == query_labels[:, None]).any(1)  # (N,)
+    return hit.float().mean().item()
+
+
+def chance_recall_at_k(query_labels: Tensor, gallery_labels: Tensor, k: int = 1) -> float:
+    """Expected recall@k of a random ranking: 1 − C(G − n, k) / C(G, k) per query, averaged,
+    where n is how many gallery items share the query's label (drawing k without replacement)."""
+    G = len(gallery_labels)
+    counts = torch.bincount(gallery_labels, minlength=int(query_labels.max()) + 1)
+    miss = [math.comb(G - int(counts[c]), k) / math.comb(G, k) for c in query_labels.tolist()]
+    return 1 - sum(miss) / len(miss)
+
+
+def retrieval_table(emb: dict[str, Tensor], labels: Tensor, ks=(1, 5)) -> dict[str, float]:
+    """recall@k both ways between the two modalities of ``emb`` (same rows, same labels)."""
+    a, b = sorted(emb)
+    out = {}
+    for q, g in ((a, b), (b, a)):
+        for k in ks:
+            out[f"{q}→{g} R@{k}"] = recall_at_k(emb[q], emb[g], labels, labels, k)
+    return out
+
+
+class PromptClassifier(nn.Module):
+    """Locked-text tuning (LiT, Zhai et al. 2022): an image tower projected into a *frozen* text
+    space; class scores are scaled cosines with one prompt embedding per class.
+
+    Args:
+        encoder: the image tower (has ``out_dim``), trained.
+        prompts: (C, D_text) frozen text embeddings of the class prompts (a buffer, never trained);
+            swap them with ``set_prompts`` to classify with other wordings or other classes.
+
+    Shapes:
+        forward: (B, 1, 28, 28) → (B, C) logits = s · normalize(P f(x)) · normalize(prompts)ᵀ.
+    """
+
+    def __init__(self, encoder: nn.Module, prompts: Tensor, temperature: float = 0.07):
+        super().__init__()
+        self.encoder = encoder
+        self.proj = nn.Linear(encoder.out_dim, prompts.shape[1])
+        self.logit_scale = LogitScale(temperature)
+        self.register_buffer("prompts", F.normalize(prompts.float(), dim=-1))
+
+    def set_prompts(self, prompts: Tensor) -> PromptClassifier:
+        if prompts.ndim != 2 or prompts.shape[1] != self.prompts.shape[1]:
+            raise ValueError(f"prompts must be (C, {self.prompts.shape[1]}), got {tuple(prompts.shape)}")
+        self.prompts = F.normalize(prompts.float(), dim=-1).to(self.prompts.device)
+        return self
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, 1, 28, 28) → (B, D_text) unit vectors in the text space."""
+        return F.normalize(self.proj(self.encoder(x)), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logit_scale() * self.embed(x) @ self.prompts.T  # (B, C)

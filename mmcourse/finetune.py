@@ -1,0 +1,86 @@
+"""Adapting a pretrained encoder to a task: a classification head on a sentence encoder.
+
+The source material's recipe (BERT fine-tuned for sentiment): take the pretrained encoder, add
+a task layer, train on labelled examples and stop early when validation accuracy stops rising.
+``SentenceClassifier`` is that model; it takes the tokenised batch as a dict, so the course's
+ordinary loop ``mmcourse.train.fit`` (with ``FitConfig(patience=...)`` for early stopping)
+trains it like any other model. Which parameters train decides the method:
+
+- linear probe: encoder frozen (``TextEncoder(freeze=True)``), only the head trains;
+- full fine-tuning: everything trains;
+- LoRA: the encoder's weights are frozen and low-rank updates train (``mmcourse.lora``).
+
+Zero-shot classification needs no training at all: score each text by its cosine similarity with
+one prompt embedding per class (``zero_shot_predict``).
+
+Taught in ``notebooks/08_fine_tuning.ipynb``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int = 48) -> dict[str, Tensor]:
+    """Strings → ``{"attention_mask": (N, L), "input_ids": (N, L)}``, padded to ``max_length``.
+
+    Padding every row to the same L lets ``fit`` index batches out of one tensor.
+    """
+    if isinstance(texts, str):
+        raise ValueError("tokenize wants a list of strings; wrap one text as [text]")
+    batch = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_length,
+                      return_tensors="pt")
+    return {"attention_mask": batch["attention_mask"], "input_ids": batch["input_ids"]}
+
+
+class SentenceClassifier(nn.Module):
+    """text encoder (mean-pooled, (B, D)) → dropout → linear head (B, C).
+
+    Args:
+        encoder: a ``mmcourse.encoders.TextEncoder`` (frozen or not).
+        n_classes: C.
+        dropout: on the pooled features, as in BERT's classification head.
+
+    Shapes:
+        forward: {"input_ids": (B, L), "attention_mask": (B, L)} → (B, C) logits.
+    """
+
+    def __init__(self, encoder: nn.Module, n_classes: int = 2, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.out_dim, n_classes)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        if "input_ids" not in batch:
+            raise KeyError(f"SentenceClassifier wants a dict with 'input_ids' (and 'attention_mask'), "
+                           f"got keys {sorted(batch)}; build it with mmcourse.finetune.tokenize")
+        feats = self.encoder(batch["input_ids"], batch.get("attention_mask"))  # (B, D)
+        return self.head(self.dropout(feats))  # (B, C)
+
+
+def zero_shot_predict(texts: Tensor, prompts: Tensor) -> Tensor:
+    """Class of each text = the prompt it is most cosine-similar to.
+
+    Args:
+        texts: (N, D) text embeddings; prompts: (C, D), one embedding per class.
+
+    Returns:
+        (N,) int64 predicted classes.
+    """
+    if texts.ndim != 2 or prompts.ndim != 2 or texts.shape[1] != prompts.shape[1]:
+        raise ValueError(f"need (N, D) texts and (C, D) prompts, got {tuple(texts.shape)} and "
+                         f"{tuple(prompts.shape)}")
+    return (F.normalize(texts, dim=-1) @ F.normalize(prompts, dim=-1).T).argmax(1)  # (N,)
+
+
+@torch.no_grad()
+def frozen_features(encoder: nn.Module, batch: dict[str, Tensor], batch_size: int = 128) -> Tensor:
+    """Run a frozen text encoder over a tokenised set: (N, D) float32 on the CPU."""
+    encoder.eval()
+    n = len(batch["input_ids"])
+    out = [encoder(batch["input_ids"][i:i + batch_size], batch["attention_mask"][i:i + batch_size])
+           for i in range(0, n, batch_size)]
+    return torch.cat(out).float().cpu()
