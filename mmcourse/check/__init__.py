@@ -13,8 +13,8 @@ from mmcourse.check.basics import (bce_logit_grad_by_hand, f1_from_confusion,  #
 from mmcourse.check.pretraining import alignment_uniformity, knn_accuracy  # notebooks 03-04
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
-# --- end of lesson checkers ------------------------------------------------------------------
 from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
+# --- end of lesson checkers ------------------------------------------------------------------
 
 __all__ = [
     "outer_with_one", "weighted_sum",
