@@ -10,16 +10,19 @@ from mmcourse.check.core import NotSolved, Wrong, attempt, cmp, exercise, expect
 from mmcourse.check.tour import cosine_similarity_matrix, mean_image_per_digit  # notebook 00
 from mmcourse.check.basics import (bce_logit_grad_by_hand, f1_from_confusion,  # notebooks 01-02
                                    stable_log_softmax, tanh_net_grads)
-from mmcourse.check.pretraining import alignment_uniformity, knn_accuracy  # notebooks 03-04
+from mmcourse.check.pretraining import (alignment_uniformity, attack_success_rate,  # notebooks 03-04
+                                        cka_from_gram, knn_accuracy)
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
 from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
 # --- end of lesson checkers ------------------------------------------------------------------
 
+# every name imported above, sorted; add a lesson's checkers here too
 __all__ = [
-    "outer_with_one", "weighted_sum",
-    "NotSolved", "Wrong", "cosine_similarity_matrix", "mean_image_per_digit", "attempt", "cmp", "exercise", "expect_close",
-    "bce_logit_grad_by_hand", "f1_from_confusion", "stable_log_softmax", "tanh_net_grads",
-    "aux_loss", "ogm_coefficient",
-    "lora_forward", "lora_merge", "recall_at_k", "symmetric_info_nce",
+    "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
+    "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix",
+    "exercise", "expect_close", "f1_from_confusion", "knn_accuracy",
+    "lora_forward", "lora_merge", "mean_image_per_digit", "NotSolved",
+    "ogm_coefficient", "outer_with_one", "recall_at_k", "stable_log_softmax",
+    "symmetric_info_nce", "tanh_net_grads", "weighted_sum", "Wrong",
 ]
