@@ -215,3 +215,41 @@ class PromptClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.logit_scale() * self.embed(x) @ self.prompts.T  # (B, C)
+
+
+def build_av_aligner(proj_dim: int = 32, seed: int = 0) -> ContrastiveAligner:
+    """Fresh image and audio towers (the fusion lessons' sizes: D = 64) + projections to P."""
+    from mmcourse.encoders import AudioEncoder, ImageEncoder
+    torch.manual_seed(seed)
+    towers = nn.ModuleDict({"audio": AudioEncoder(64, hidden=64), "image": ImageEncoder(64, width=8)})
+    return ContrastiveAligner(towers, proj_dim=proj_dim)
+
+
+def aligned_av_encoders(difficulty: str = "clean", epochs: int | None = None, n_train: int | None = None,
+                        seed: int = 0, progress: bool = True) -> ContrastiveAligner:
+    """Image and audio towers aligned with the CLIP loss on AV-digits *train* pairs (cached).
+
+    No labels enter the loss, but note: AV-digits pairs were *formed* by matching digits, so the
+    pairing itself carries the class structure (real paired data, e.g. a video frame and its
+    sound, co-occur without anyone labelling them).
+
+    Args:
+        epochs, n_train: default ``quick(30, 1)`` epochs over ``quick(3500, 300)`` pairs.
+    """
+    from mmcourse.checkpoint import load_or_train
+    from mmcourse.data import load_av_digits
+    from mmcourse.runtime import QUICK, quick
+    from mmcourse.train import FitConfig, fit
+    epochs = epochs if epochs is not None else quick(30, 1)
+    n_train = n_train if n_train is not None else quick(3500, 300)
+    aligner = build_av_aligner(seed=seed)
+    train = load_av_digits("train", difficulty, seed)
+    X = {k: v[:n_train] for k, v in train.inputs.items()}
+    config = FitConfig(epochs=epochs, batch_size=256, lr=1e-2, weight_decay=1e-4, seed=seed)
+
+    def train_fn(model):
+        fit(model, (X, train.labels[:n_train]), None, config, loss_fn=model.loss)
+
+    mode = "quick" if QUICK else "full"
+    name = f"clip-av-{difficulty}-{mode}-{epochs}ep-n{n_train}-b256-lr0.01-seed{seed}"
+    return load_or_train(name, aligner, train_fn, verbose=progress).eval()
