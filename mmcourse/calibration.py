@@ -1,0 +1,160 @@
+"""Judging a trained model beyond accuracy: calibration and per-modality attribution.
+
+**Calibration.** A classifier is calibrated when, among the examples it predicts with
+confidence ≈ c, a fraction ≈ c is right. Split the confidences conf_i = max_c softmax(z_i)_c into
+K equal-width bins B_1..B_K over [0, 1]; the expected calibration error (Naeini et al. 2015,
+Guo et al. 2017 "On Calibration of Modern Neural Networks") is
+
+    ECE = Σ_k (|B_k| / N) · | acc(B_k) − conf(B_k) |,
+
+with acc and conf the mean correctness and mean confidence inside bin k (empty bins add 0).
+A bin holds the confidences in (lo, hi]; the first bin also takes exactly 0. The reliability
+diagram plots acc(B_k) against conf(B_k). ``fit_temperature`` is Guo et al.'s fix: one scalar T
+fitted on validation logits, softmax(z / T).
+
+**Attribution per modality.** Two simple questions:
+
+- *ablation*: how much does accuracy drop when modality m is taken away (left out of the input
+  dict, for a fusion that masks, or replaced by zeros)?
+- *gradient × input* (Shrikumar et al. 2016): a_m = Σ_elements x_m ⊙ ∂z_y/∂x_m, the first-order
+  Taylor share of the true-class logit z_y attributed to modality m's input.
+
+Taught in ``notebooks/10_evaluation.ipynb``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcourse.train import Inputs, logits_of, predict
+
+
+# ---------------------------------------------------------------------------------- calibration
+def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[str, Tensor]:
+    """Per-bin counts, mean confidence and accuracy of the top-class prediction.
+
+    Args:
+        probs: (N, C) class probabilities (rows sum to 1).
+        labels: (N,) int64 true classes.
+        n_bins: K equal-width bins over [0, 1].
+
+    Returns:
+        ``{"edges": (K + 1,), "count": (K,), "conf": (K,), "acc": (K,)}``; conf and acc are NaN
+        in empty bins.
+    """
+    probs, labels = torch.as_tensor(probs).double(), torch.as_tensor(labels).long()
+    if probs.ndim != 2 or labels.shape != probs.shape[:1]:
+        raise ValueError(f"probs must be (N, C) and labels (N,), got {tuple(probs.shape)} and {tuple(labels.shape)}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(len(probs), dtype=probs.dtype), atol=1e-4):
+        raise ValueError("probs rows must be probabilities summing to 1; pass logits.softmax(-1), not logits")
+    conf, pred = probs.max(1)  # (N,), (N,)
+    correct = (pred == labels).double()  # (N,)
+    edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64)
+    # bin k holds (edges[k], edges[k+1]]; clamp puts conf == 0 into bin 0
+    idx = (torch.searchsorted(edges, conf, right=False) - 1).clamp(0, n_bins - 1)  # (N,)
+    count = torch.bincount(idx, minlength=n_bins).double()  # (K,)
+    conf_sum = torch.bincount(idx, weights=conf, minlength=n_bins)
+    acc_sum = torch.bincount(idx, weights=correct, minlength=n_bins)
+    nan = torch.full_like(count, float("nan"))
+    return {"edges": edges, "count": count,
+            "conf": torch.where(count > 0, conf_sum / count.clamp(min=1), nan),
+            "acc": torch.where(count > 0, acc_sum / count.clamp(min=1), nan)}
+
+
+def expected_calibration_error(probs: Tensor, labels: Tensor, n_bins: int = 10) -> float:
+    """ECE = Σ_k (|B_k|/N) |acc(B_k) − conf(B_k)| over ``n_bins`` equal-width confidence bins."""
+    b = reliability_bins(probs, labels, n_bins)
+    gap = (b["acc"] - b["conf"]).abs().nan_to_num(0.0)  # empty bins contribute nothing
+    return float((b["count"] / b["count"].sum() * gap).sum())
+
+
+def fit_temperature(logits: Tensor, labels: Tensor, steps: int = 200) -> float:
+    """The T > 0 minimising the cross-entropy of softmax(logits / T) (fit on validation data).
+
+    Optimises log T with LBFGS, so T stays positive; the argmax (accuracy) never changes.
+    """
+    logits, labels = torch.as_tensor(logits).double().detach(), torch.as_tensor(labels).long()
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+# ---------------------------------------------------------------------------------- attribution
+def modality_ablation(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor,
+                      how: str = "drop") -> dict[str, float]:
+    """Test accuracy with everything, and with each modality taken away.
+
+    Args:
+        how: ``"drop"`` leaves the modality out of the input dict (the fusion must mask it; a
+            fusion that cannot raises its ``KeyError``); ``"zero"`` feeds zeros instead (any
+            fusion runs, but zeros are an input the model never saw in training).
+
+    Returns:
+        ``{"all": acc, "without audio": acc, "without image": acc, ...}`` (sorted keys).
+    """
+    if how not in ("drop", "zero"):
+        raise ValueError(f"how must be 'drop' or 'zero', got {how!r}")
+    labels = torch.as_tensor(labels).cpu()
+
+    def acc(x):
+        return (predict(model, x).argmax(-1) == labels).float().mean().item()
+
+    out = {"all": acc(inputs)}
+    for k in sorted(inputs):
+        if how == "drop":
+            x = {m: v for m, v in inputs.items() if m != k}
+        else:
+            x = {**inputs, k: torch.zeros_like(inputs[k])}
+        out[f"without {k}"] = acc(x)
+    return out
+
+
+def gradient_x_input(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor | None = None,
+                     batch_size: int = 256) -> dict[str, Tensor]:
+    """Per-example, per-modality gradient × input of the target logit.
+
+    Args:
+        inputs: {modality: (N, ...)} raw inputs.
+        labels: (N,) the class whose logit is explained; default the predicted class.
+
+    Returns:
+        {modality: (N,)} with a_m[i] = Σ over modality m's elements of x ⊙ ∂z_target/∂x.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    keys = sorted(inputs)
+    n = len(inputs[keys[0]])
+    out = {k: [] for k in keys}
+    for lo in range(0, n, batch_size):
+        x = {k: inputs[k][lo:lo + batch_size].to(device).clone().requires_grad_(True) for k in keys}
+        z = logits_of(model(x)).float()  # (B, C)
+        target = z.argmax(-1) if labels is None else torch.as_tensor(labels)[lo:lo + batch_size].to(device)
+        chosen = z.gather(1, target[:, None]).sum()  # Σ_i z_i[target_i]: rows do not interact in eval mode
+        grads = torch.autograd.grad(chosen, [x[k] for k in keys])
+        for k, g in zip(keys, grads):
+            out[k].append((g * x[k]).detach().flatten(1).sum(1).cpu())  # (B,)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def attribution_shares(attr: dict[str, Tensor]) -> dict[str, float]:
+    """Each modality's share of the total mean |gradient × input| (shares sum to 1)."""
+    mags = {k: float(v.abs().mean()) for k, v in sorted(attr.items())}
+    total = sum(mags.values()) or 1.0
+    return {k: m / total for k, m in mags.items()}
+
+
+def predict_probs(model: nn.Module, inputs: Inputs) -> Tensor:
+    """(N, C) softmax probabilities (eval mode, CPU float32)."""
+    return predict(model, inputs).softmax(-1)

@@ -1,0 +1,228 @@
+"""Compression: knowledge distillation, magnitude pruning, dynamic int8 quantization, and the
+rulers that measure them (size on disk, CPU latency). Taught in ``notebooks/09_compression.ipynb``.
+
+**Distillation** (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network").
+With teacher logits t and student logits s, both (B, C), and a temperature T > 0, write
+p = softmax(t / T) (soft targets) and q = softmax(s / T). The distillation term is
+
+    L_KD = T² · (1/B) Σᵢ KL(pᵢ ‖ qᵢ) = T² · (1/B) Σᵢ Σ_c p_ic (log p_ic − log q_ic).
+
+Only q depends on s, and −Σ_c p_c log q_c is the cross-entropy of lesson 02 with a *soft* label
+p instead of a one-hot one. Its gradient is that of cross-entropy, divided by T through the chain
+rule s/T:
+
+    ∂L_KD / ∂s_ic = T² · (1/B) · (q_ic − p_ic) / T = (T / B) · (q_ic − p_ic).
+
+The T² factor is why: without it the soft term's gradients shrink like 1/T (and like 1/T² for
+large T, since q − p ≈ (s − t)/(C T)), so changing T would silently re-weight the two losses.
+``distillation_loss`` implements exactly
+
+    L = α · L_KD + (1 − α) · CE(s, y),
+
+α = 1 meaning pure distillation (no labels needed); ``tests/test_compress.py`` checks the formula
+and the gradient above against autograd in float64.
+
+**Pruning** (Han et al. 2015): zero the weights of smallest |w|, per layer or globally across
+layers, through ``torch.nn.utils.prune`` (a mask ``weight_mask`` and a re-parametrisation
+``weight = weight_orig * weight_mask``), then ``make_permanent`` folds the mask in.
+
+**Dynamic int8 quantization** (``torch.ao.quantization.quantize_dynamic``): ``nn.Linear``
+weights stored as int8 with one scale per tensor; activations quantized on the fly per batch.
+Convolutions are left in float32, so a conv-heavy model shrinks only by its linear layers.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import statistics
+import time
+import warnings
+import zlib
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import prune
+
+from mmcourse.fusion.zoo import build_av_model
+from mmcourse.train import Inputs, logits_of, num_rows, take
+
+
+# ---------------------------------------------------------------------------------- distillation
+def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor | None = None,
+                      T: float = 4.0, alpha: float = 0.9) -> Tensor:
+    """α · T² · KL(softmax(t/T) ‖ softmax(s/T)) (batch mean) + (1 − α) · CE(s, y).
+
+    Args:
+        student_logits: s, (B, C); gradients flow into it.
+        teacher_logits: t, (B, C); detached here (the teacher is not trained).
+        labels: y, (B,) int64; needed only when ``alpha < 1``.
+        T: temperature > 0; T = 1 compares the plain softmaxes, larger T softens both.
+        alpha: weight of the distillation term in [0, 1].
+
+    Returns:
+        a scalar. Its gradient wrt s is (α T / B)(softmax(s/T) − softmax(t/T)) + (1 − α)/B ·
+        (softmax(s) − onehot(y)).
+    """
+    if T <= 0:
+        raise ValueError(f"temperature T must be > 0, got {T}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(f"student and teacher logits must have the same (B, C) shape, got "
+                         f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    log_q = F.log_softmax(student_logits / T, dim=-1)  # (B, C)
+    log_p = F.log_softmax(teacher_logits.detach() / T, dim=-1)  # (B, C)
+    kd = (log_p.exp() * (log_p - log_q)).sum(-1).mean() * T**2  # Σ_c p (log p − log q), batch mean
+    if alpha == 1.0:
+        return alpha * kd
+    if labels is None:
+        raise ValueError(f"alpha={alpha} < 1 mixes in hard-label cross-entropy: pass labels, or use alpha=1")
+    return alpha * kd + (1 - alpha) * F.cross_entropy(student_logits, labels)
+
+
+class DistillTargets(nn.Module):
+    """Wrap a student so ``fit`` sees the teacher's logits next to the student's.
+
+    ``fit`` calls ``loss_fn(model(batch), labels)``; the wrapper returns
+    ``{"logits": student(batch), "teacher": teacher(batch)}`` (the teacher frozen, in eval mode,
+    under ``no_grad``), and ``distill_loss_fn`` turns that into ``distillation_loss``.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module):
+        super().__init__()
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # batch-norm statistics of the teacher never move
+        return self
+
+    def forward(self, inputs: Inputs) -> dict[str, Tensor]:
+        with torch.no_grad():
+            t = logits_of(self.teacher(inputs))
+        return {"logits": logits_of(self.student(inputs)), "teacher": t}
+
+
+def distill_loss_fn(T: float = 4.0, alpha: float = 0.9):
+    """A ``loss_fn(output, labels)`` for ``mmcourse.train.fit`` on a ``DistillTargets`` model."""
+    def loss_fn(out: dict[str, Tensor], labels: Tensor) -> Tensor:
+        return distillation_loss(out["logits"].float(), out["teacher"].float(), labels, T=T, alpha=alpha)
+    return loss_fn
+
+
+def build_student(method: str = "late", dim: int = 16, image_width: int = 4, audio_hidden: int = 16) -> nn.Module:
+    """A small AV-digits model: the zoo's encoders and fusion at a fraction of the teacher's width."""
+    return build_av_model(method, dim=dim, image_width=image_width, audio_hidden=audio_hidden)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------- pruning
+def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(module, "weight")`` for every Linear and Conv layer, in ``named_modules`` order."""
+    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+
+
+def magnitude_prune(model: nn.Module, amount: float, scope: str = "global", inplace: bool = False) -> nn.Module:
+    """Zero the fraction ``amount`` of Linear/Conv weights with the smallest |w| (L1 magnitude).
+
+    Args:
+        amount: fraction in [0, 1) of the prunable weights to zero.
+        scope: ``"global"`` ranks all prunable weights together (layers end up with different
+            sparsities); ``"layer"`` prunes ``amount`` of every layer separately.
+        inplace: prune ``model`` itself instead of a deep copy.
+
+    Returns:
+        the pruned model, still re-parametrised (``weight_orig``, ``weight_mask``); call
+        ``make_permanent`` before saving it as a plain state_dict.
+    """
+    if not 0.0 <= amount < 1.0:
+        raise ValueError(f"amount must lie in [0, 1), got {amount}")
+    if scope not in ("global", "layer"):
+        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    model = model if inplace else copy.deepcopy(model)
+    params = prunable(model)
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no Linear or Conv layer to prune")
+    if scope == "global":
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
+    else:
+        for module, name in params:
+            prune.l1_unstructured(module, name, amount=amount)
+    return model
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold every pruning mask into its weight (``prune.remove``): plain parameters again."""
+    for module, name in prunable(model):
+        if prune.is_pruned(module) and hasattr(module, name + "_mask"):
+            prune.remove(module, name)
+    return model
+
+
+def sparsity(model: nn.Module) -> float:
+    """Fraction of exactly-zero entries among the Linear/Conv weights (masks applied)."""
+    weights = [getattr(m, name) for m, name in prunable(model)]
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    return zeros / sum(w.numel() for w in weights)
+
+
+# ---------------------------------------------------------------------------------- quantization
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Dynamic int8 quantization of every ``nn.Linear`` (a copy; CPU inference only).
+
+    Uses the ``x86`` engine when present (else ``qnnpack`` on ARM). torch ≥ 2.10 warns that
+    ``torch.ao.quantization`` is deprecated in favour of torchao; the call still works in this
+    build, so the warning is silenced here rather than printed into every notebook.
+    """
+    engines = torch.backends.quantized.supported_engines
+    if torch.backends.quantized.engine not in ("x86", "fbgemm", "qnnpack", "onednn"):
+        preferred = next((e for e in ("x86", "fbgemm", "qnnpack") if e in engines), None)
+        if preferred is None:
+            raise RuntimeError(f"no quantized engine in this torch build (have {engines})")
+        torch.backends.quantized.engine = preferred
+    model = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
+        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+
+
+# ---------------------------------------------------------------------------------- rulers
+def size_on_disk(model: nn.Module, compressed: bool = False) -> int:
+    """Bytes of ``torch.save(model.state_dict())``; with ``compressed``, after zlib (level 6).
+
+    Pruned zeros are still stored as dense float32, so pruning alone does not shrink the file;
+    a general-purpose compressor does see the zeros (that is what ``compressed`` measures).
+    """
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
+        torch.save(model.state_dict(), buffer)
+    data = buffer.getvalue()
+    return len(zlib.compress(data, 6)) if compressed else len(data)
+
+
+@torch.inference_mode()
+def cpu_latency_ms(model: nn.Module, inputs: Inputs, batch_size: int = 1, repeats: int = 30,
+                   warmup: int = 5) -> float:
+    """Median wall time (ms) of one forward pass on ``batch_size`` rows, on the CPU, eval mode.
+
+    Machine- and load-dependent (other processes share the cores): compare variants measured
+    in the same cell, never numbers from different machines.
+    """
+    if batch_size > num_rows(inputs):
+        raise ValueError(f"batch_size {batch_size} exceeds the {num_rows(inputs)} rows given")
+    model = model.cpu().eval()
+    batch = take(inputs, torch.arange(batch_size))
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        model(batch)
+        if i >= warmup:
+            times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)

@@ -1,0 +1,175 @@
+"""Distillation loss and gradient vs a direct formula and autograd; pruning; quantization; rulers."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmcourse import compress
+from mmcourse.compress import (DistillTargets, build_student, cpu_latency_ms, distill_loss_fn,
+                               distillation_loss, magnitude_prune, make_permanent, quantize_int8,
+                               size_on_disk, sparsity)
+from mmcourse.train import FitConfig, evaluate, fit
+
+
+def _logits(seed=0, shape=(4, 5)):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+
+
+def test_distillation_loss_matches_direct_formula():
+    s, t = _logits(0), _logits(1)
+    y = torch.tensor([0, 1, 2, 3])
+    T, alpha = 3.0, 0.7
+    p = torch.exp(t / T) / torch.exp(t / T).sum(1, keepdim=True)
+    q = torch.exp(s / T) / torch.exp(s / T).sum(1, keepdim=True)
+    kl = (p * torch.log(p / q)).sum(1).mean()
+    ce = -torch.log(torch.exp(s) / torch.exp(s).sum(1, keepdim=True))[torch.arange(4), y].mean()
+    want = alpha * T**2 * kl + (1 - alpha) * ce
+    torch.testing.assert_close(distillation_loss(s, t, y, T=T, alpha=alpha), want)
+    # and against torch's own KL divergence
+    ref = F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(t / T, 1), log_target=True, reduction="batchmean")
+    torch.testing.assert_close(distillation_loss(s, t, T=T, alpha=1.0), T**2 * ref)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 5.0])
+def test_distillation_gradient_is_T_over_B_times_q_minus_p(T):
+    s, t = _logits(2).requires_grad_(True), _logits(3)
+    distillation_loss(s, t, T=T, alpha=1.0).backward()
+    B = s.shape[0]
+    hand = (T / B) * (torch.softmax(s.detach() / T, 1) - torch.softmax(t / T, 1))
+    torch.testing.assert_close(s.grad, hand)
+
+
+def test_distillation_mixed_gradient_and_gradcheck():
+    s, t = _logits(4).requires_grad_(True), _logits(5)
+    y = torch.tensor([4, 0, 1, 1])
+    T, alpha, B = 2.0, 0.6, 4
+    distillation_loss(s, t, y, T=T, alpha=alpha).backward()
+    hand = (alpha * T / B) * (torch.softmax(s.detach() / T, 1) - torch.softmax(t / T, 1)) \
+        + (1 - alpha) / B * (torch.softmax(s.detach(), 1) - F.one_hot(y, 5))
+    torch.testing.assert_close(s.grad, hand)
+    assert torch.autograd.gradcheck(lambda z: distillation_loss(z, t, y, T=T, alpha=alpha),
+                                    (s.detach().clone().requires_grad_(True),))
+
+
+def test_distillation_loss_zero_when_student_equals_teacher():
+    t = _logits(6)
+    assert distillation_loss(t.clone(), t, T=4.0, alpha=1.0).abs() < 1e-12
+
+
+def test_distillation_loss_errors():
+    s = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="T must be > 0"):
+        distillation_loss(s, s, T=0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        distillation_loss(s, s, alpha=1.5)
+    with pytest.raises(ValueError, match="same"):
+        distillation_loss(s, torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="pass labels"):
+        distillation_loss(s, s, labels=None, alpha=0.5)
+
+
+def _toy(seed=0, n=600):
+    """A 3-class problem a small MLP learns quickly."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 16, generator=g)
+    w = torch.randn(16, 3, generator=g)
+    return x, (x @ w).argmax(1)
+
+
+def _mlp(seed=0, hidden=64):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                         nn.Linear(hidden, 3))
+
+
+def test_distill_targets_trains_a_student_through_fit():
+    x, y = _toy()
+    teacher = _mlp(0)
+    fit(teacher, (x[:500], y[:500]), config=FitConfig(epochs=8, batch_size=100, lr=1e-2, device="cpu"))
+    student = _mlp(1, hidden=8)
+    wrapped = DistillTargets(student, teacher)
+    fit(wrapped, (x[:500], y[:500]), config=FitConfig(epochs=8, batch_size=100, lr=1e-2, device="cpu"),
+        loss_fn=distill_loss_fn(T=2.0, alpha=0.5))
+    assert not any(p.requires_grad for p in teacher.parameters())
+    assert evaluate(student, x[500:], y[500:])["acc"] > 0.7
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+@pytest.mark.parametrize("amount", [0.0, 0.5, 0.9])
+def test_pruning_reaches_requested_sparsity(scope, amount):
+    model = build_student()
+    pruned = magnitude_prune(model, amount, scope=scope)
+    assert sparsity(model) < 0.01  # the original is untouched (deep copy)
+    assert abs(sparsity(pruned) - amount) < 0.01
+    make_permanent(pruned)
+    assert not any(n.endswith("_mask") or n.endswith("_orig") for n in pruned.state_dict())
+    assert abs(sparsity(pruned) - amount) < 0.01
+
+
+def test_global_pruning_drops_smallest_magnitudes():
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.1, -5.0], [2.0, 0.3]]))
+        model[1].weight.copy_(torch.tensor([[-0.2, 4.0]]))
+    pruned = make_permanent(magnitude_prune(model, 0.5))
+    torch.testing.assert_close(pruned[0].weight, torch.tensor([[0.0, -5.0], [2.0, 0.0]]))
+    torch.testing.assert_close(pruned[1].weight, torch.tensor([[0.0, 4.0]]))
+
+
+def test_pruning_errors():
+    with pytest.raises(ValueError, match="amount"):
+        magnitude_prune(build_student(), 1.0)
+    with pytest.raises(ValueError, match="scope"):
+        magnitude_prune(build_student(), 0.5, scope="channel")
+    with pytest.raises(ValueError, match="no Linear or Conv"):
+        magnitude_prune(nn.ReLU(), 0.5)
+
+
+# Stated accuracy budget for dynamic int8 on a small MLP: at most 2 points lost.
+INT8_MAX_DROP = 0.02
+
+
+def test_int8_quantized_is_smaller_and_about_as_accurate():
+    x, y = _toy(n=1500)
+    model = _mlp(0, hidden=128)
+    fit(model, (x[:1000], y[:1000]), config=FitConfig(epochs=6, batch_size=100, lr=3e-3, device="cpu"))
+    q = quantize_int8(model)
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in q.modules())
+    assert size_on_disk(q) < 0.5 * size_on_disk(model)
+    with torch.no_grad():  # (train.predict needs a model with parameters; an all-int8 MLP has none)
+        acc, acc_q = ((m(x[1000:]).argmax(1) == y[1000:]).float().mean().item() for m in (model.eval(), q))
+    assert acc > 0.8
+    assert acc - acc_q <= INT8_MAX_DROP
+    assert isinstance(model[0], nn.Linear)  # the float model is untouched
+
+
+def test_int8_on_av_student_runs_and_tiny_layers_do_not_shrink():
+    student = build_student().eval()
+    x = {"audio": torch.randn(3, 40, 13), "image": torch.randn(3, 1, 28, 28)}
+    q = quantize_int8(student)
+    assert q(x).shape == (3, 10)
+    torch.testing.assert_close(q(x), student(x), atol=0.1, rtol=0.1)
+    # 16-wide linear layers: int8 saves less than the packed-parameter overhead costs (lesson 09)
+    assert size_on_disk(q) > 0.9 * size_on_disk(student)
+
+
+def test_size_on_disk_sees_pruned_zeros_only_when_compressed():
+    model = _mlp(0, hidden=128)
+    pruned = make_permanent(magnitude_prune(model, 0.9))
+    assert abs(size_on_disk(pruned) - size_on_disk(model)) < 0.02 * size_on_disk(model)
+    assert size_on_disk(pruned, compressed=True) < 0.5 * size_on_disk(model, compressed=True)
+
+
+def test_cpu_latency_positive_and_errors():
+    model = build_student()
+    x = {"audio": torch.randn(4, 40, 13), "image": torch.randn(4, 1, 28, 28)}
+    assert cpu_latency_ms(model, x, batch_size=2, repeats=3, warmup=1) > 0
+    with pytest.raises(ValueError, match="exceeds"):
+        cpu_latency_ms(model, x, batch_size=5)
+
+
+def test_student_much_smaller_than_zoo_default():
+    from mmcourse.fusion.zoo import build_av_model
+    assert compress.count_params(build_student()) * 3 < compress.count_params(build_av_model("late"))
