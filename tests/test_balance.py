@@ -12,6 +12,15 @@ from mmcourse import check
 from mmcourse.train import State, FitConfig
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: on a busy 2-core CPU a second intra-op thread only adds waiting (10x here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _tiny_data(n=48, seed=0):
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 10
