@@ -106,3 +106,38 @@ def test_gradient_x_input_shapes_on_av_model():
     model = build_av_model("late")
     a = gradient_x_input(model, _inputs(5), batch_size=2)
     assert set(a) == {"audio", "image"} and all(v.shape == (5,) and torch.isfinite(v).all() for v in a.values())
+
+
+# ---------------------------------------------------------------- exercise checkers (10)
+from mmcourse import check  # noqa: E402
+
+
+def test_ece_checker():
+    def right(probs, labels, n_bins):
+        return expected_calibration_error(probs, labels, n_bins)
+
+    def unweighted(probs, labels, n_bins):
+        b = reliability_bins(probs, labels, n_bins)
+        gap = (b["acc"] - b["conf"]).abs()
+        return float(gap[~gap.isnan()].mean())
+
+    assert check.ece(right) is True
+    assert check.ece(unweighted) is False
+    assert check.ece(lambda p, y, k: None) is None
+
+
+def test_grad_times_input_checker():
+    def right(model, inputs, target):
+        return gradient_x_input(model, inputs, target)
+
+    def logit_only(model, inputs, target):
+        z = model(inputs)
+        picked = z.gather(1, target[:, None])[:, 0]
+        return {"audio": torch.where(target == 0, picked, 0.0), "image": torch.where(target == 1, picked, 0.0)}
+
+    def stub(model, inputs, target):
+        raise NotImplementedError
+
+    assert check.grad_times_input(right) is True
+    assert check.grad_times_input(logit_only) is False
+    assert check.grad_times_input(stub) is None

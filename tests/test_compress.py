@@ -173,3 +173,74 @@ def test_cpu_latency_positive_and_errors():
 def test_student_much_smaller_than_zoo_default():
     from mmcourse.fusion.zoo import build_av_model
     assert compress.count_params(build_student()) * 3 < compress.count_params(build_av_model("late"))
+
+
+# ---------------------------------------------------------------- exercise checkers (09, 11)
+from mmcourse import check  # noqa: E402
+
+
+def test_kd_loss_checker():
+    def right(s, t, T):
+        p, log_q = torch.softmax(t / T, 1), torch.log_softmax(s / T, 1)
+        return T**2 * (p * (p.log() - log_q)).sum(1).mean()
+
+    def no_t2(s, t, T):
+        return right(s, t, T) / T**2
+
+    def stub(s, t, T):
+        raise NotImplementedError
+
+    assert check.kd_loss(right) is True
+    assert check.kd_loss(no_t2) is False
+    assert check.kd_loss(lambda s, t, T: right(s, t, T) * s.shape[0]) is False
+    assert check.kd_loss(stub) is None
+
+
+def test_prune_mask_checker():
+    def right(w, amount):
+        k = round(amount * w.numel())
+        if k == 0:
+            return torch.ones_like(w, dtype=torch.bool)
+        return w.abs() > w.abs().flatten().kthvalue(k).values
+
+    def signed(w, amount):
+        k = round(amount * w.numel())
+        return w > w.flatten().kthvalue(max(k, 1)).values
+
+    assert check.prune_mask(right) is True
+    assert check.prune_mask(signed) is False
+    assert check.prune_mask(lambda w, a: None) is None
+
+
+def test_two_input_model_checker():
+    class Right(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.img, self.aud = nn.Linear(784, 8), nn.Linear(13, 8)
+            self.head = nn.Linear(16, 10)
+
+        def forward(self, image, audio):
+            return self.head(torch.cat([self.img(image.flatten(1)), self.aud(audio.mean(1))], 1))
+
+    class ImageOnly(Right):
+        def forward(self, image, audio):
+            return self.head(torch.cat([self.img(image.flatten(1)), torch.zeros(len(image), 8)], 1))
+
+    def stub():
+        raise NotImplementedError
+
+    assert check.two_input_model(Right) is True
+    assert check.two_input_model(ImageOnly) is False
+    assert check.two_input_model(lambda: nn.Sequential(nn.Linear(784, 10))) is False
+    assert check.two_input_model(stub) is None
+
+
+def test_pool_token_logits_checker():
+    def right(z, mask):
+        w = mask.to(z.dtype)
+        return (z * w[..., None]).sum(1) / w.sum(1, keepdim=True)
+
+    assert check.pool_token_logits(right) is True
+    assert check.pool_token_logits(lambda z, m: z.mean(1)) is False
+    assert check.pool_token_logits(lambda z, m: z[:, 0]) is False
+    assert check.pool_token_logits(lambda z, m: None) is None

@@ -15,14 +15,17 @@ from mmcourse.check.pretraining import (alignment_uniformity, attack_success_rat
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
 from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
+from mmcourse.check.compression import (ece, grad_times_input, kd_loss,  # notebooks 09-11
+                                        pool_token_logits, prune_mask, two_input_model)
 # --- end of lesson checkers ------------------------------------------------------------------
 
 # every name imported above, sorted; add a lesson's checkers here too
 __all__ = [
     "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
-    "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix",
-    "exercise", "expect_close", "f1_from_confusion", "knn_accuracy",
-    "lora_forward", "lora_merge", "mean_image_per_digit", "NotSolved",
-    "ogm_coefficient", "outer_with_one", "recall_at_k", "stable_log_softmax",
-    "symmetric_info_nce", "tanh_net_grads", "weighted_sum", "Wrong",
+    "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
+    "exercise", "expect_close", "f1_from_confusion", "grad_times_input", "kd_loss",
+    "knn_accuracy", "lora_forward", "lora_merge", "mean_image_per_digit", "NotSolved",
+    "ogm_coefficient", "outer_with_one", "pool_token_logits", "prune_mask", "recall_at_k",
+    "stable_log_softmax", "symmetric_info_nce", "tanh_net_grads", "two_input_model",
+    "weighted_sum", "Wrong",
 ]
