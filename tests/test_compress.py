@@ -92,7 +92,8 @@ def test_distill_targets_trains_a_student_through_fit():
     wrapped = DistillTargets(student, teacher)
     fit(wrapped, (x[:500], y[:500]), config=FitConfig(epochs=8, batch_size=100, lr=1e-2, device="cpu"),
         loss_fn=distill_loss_fn(T=2.0, alpha=0.5))
-    assert not any(p.requires_grad for p in teacher.parameters())
+    assert not any(p.requires_grad for p in wrapped.teacher.parameters())
+    assert all(p.requires_grad for p in teacher.parameters())  # the caller's teacher is untouched
     assert evaluate(student, x[500:], y[500:])["acc"] > 0.7
 
 

