@@ -18,7 +18,7 @@
 # **Prerequisites:** 03 (the SimCLR image encoder; its checkpoint is loaded if present, else
 # retrained here), 00 (the review snippets and MiniLM).
 #
-# **Run time:** about 3–4 minutes on a 2-core CPU the first time (MiniLM embeddings are cached);
+# **Run time:** about 4–7 minutes on a 2-core CPU the first time (MiniLM embeddings are cached);
 # `MMCOURSE_QUICK=1` under a minute.
 
 # %%
@@ -86,6 +86,7 @@ print(mmcourse.describe(device))
 # same half of the examples give $H = 0.5 / (0.5 \cdot 0.5) = 2$.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 E_demo = np.array([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)
 E_indep = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
 X_demo = np.random.default_rng(0).standard_normal((50, 4))
@@ -235,7 +236,10 @@ display(text_acc.round(3).set_index(["world", "deployer"]))
 
 # %% [markdown]
 # Now the two measures for each world: mean pairwise CKA of the deployers' representations, and
-# $H$ of their failures with a 95 % bootstrap interval.
+# $H$ of their failures with a 95 % bootstrap interval. $H$ can only reach $\min_i p_i / \prod_i p_i$
+# (when every failure of the best model is shared by all), which is larger when error rates are
+# lower; so we add a rate-robust companion: of the most accurate deployer's failures, the share
+# that *all* deployers make, $P(\text{all wrong}) / \min_i p_i$.
 
 # %%
 def summarise(world_results, y):
@@ -246,7 +250,9 @@ def summarise(world_results, y):
         cka = pairwise_cka(reps)
         rows[w] = {"mean accuracy": 1 - errors.mean(), "mean pairwise CKA": cka[np.triu_indices(len(reps), 1)].mean(),
                    "P(all wrong)": errors.all(0).mean(), "Π P(wrong)": errors.mean(1).prod(),
-                   "H": H, "H 95% low": lo, "H 95% high": hi}
+                   "H": H, "H 95% low": lo, "H 95% high": hi,
+                   # rate-robust companion: of the best deployer's failures, the share every deployer makes
+                   "shared share of best's errors": errors.all(0).mean() / errors.mean(1).min()}
     return pd.DataFrame(rows).T
 
 
@@ -344,13 +350,14 @@ image_summary = summarise(image_worlds, yt_img.numpy())
 display(image_summary.round(3))
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
 for ax, (w, (_, _, reps)) in zip(axes, image_worlds.items()):
     M = pairwise_cka(reps)
     im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis")
     for (a, b), v in np.ndenumerate(M):
         ax.text(b, a, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.6 else "k", fontsize=8)
     ax.set_title(w, fontsize=10); ax.set_xlabel("deployer"); ax.set_ylabel("deployer")
+    ax.set_xticks(range(k)); ax.set_yticks(range(k))
 fig.colorbar(im, ax=axes, label="linear CKA")
 s, i_ = image_summary["mean pairwise CKA"]
 fig.suptitle(f"Deployers that start from one base stay alike: mean CKA {s:.2f} vs {i_:.2f} from scratch", fontsize=10)
@@ -438,6 +445,7 @@ defect_models = {
     "flawed base, probe": [probe_deployer(flawed[0], r) for r in img_rows],
     "flawed base, fine-tune": [train_image_deployer(copy.deepcopy(flawed[0]), r, seed=i, lr=1e-3)
                                for i, r in enumerate(img_rows)],
+    "clean SimCLR base, probe": [probe_deployer(base_run.encoder, r) for r in img_rows],
     "clean SimCLR base, fine-tune": image_models["shared base (SimCLR)"],
     "independent from scratch": image_models["independent from scratch"],
 }
@@ -458,17 +466,21 @@ for j, w in enumerate(worlds_order):
 ax.set_yticks(range(len(worlds_order))); ax.set_yticklabels(worlds_order); ax.set_xlim(-0.02, 1.02)
 ax.set_xlabel("attack success rate (triggered digits 1-9 read as '0'), one dot per deployer")
 inh = defect[defect.world == "flawed base, probe"]["ASR"].min()
-ax.set_title(f"Every deployer of the flawed base inherits the backdoor (probe ASR ≥ {inh:.2f})", fontsize=10)
+ft = defect[defect.world == "flawed base, fine-tune"]["ASR"].mean()
+ax.set_title(f"Probing deployers of the flawed base all inherit the backdoor (ASR ≥ {inh:.2f}); "
+             f"fine-tuning leaves {ft:.2f} on average", fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %%
 with torch.no_grad():
-    trig_errors = {w: np.stack([(m(Xt_trig).argmax(1) != yt_img[nontarget]).numpy() for m in ms])
-                   for w, ms in defect_models.items()}
-trig_H = {w: bootstrap_interval(e, n_boot=quick(2000, 500)) for w, e in trig_errors.items()}
-display(pd.DataFrame(trig_H, index=["H on triggered images", "95% low", "95% high"]).T.round(2))
+    to_target = {w: np.stack([(m(Xt_trig).argmax(1) == TARGET).numpy() for m in ms]) for w, ms in defect_models.items()}
+all_fooled = pd.Series({w: e.all(0).mean() for w, e in to_target.items()}, name="P(all deployers read '0')")
+display(all_fooled.round(3).to_frame())
 
 # %% [markdown]
+# The table above is the homogenized failure in its starkest form: the share of triggered test
+# digits that *every one* of the four deployers reads as "0".
+#
 # ## 5. Interactive: what makes $H$ large?
 #
 # A simulation with $k$ models, each wrong on a share $p$ of $n = 2000$ examples. A fraction $s$
@@ -557,6 +569,13 @@ def hci(r):
     return f"H = {r['H']:.1f} [{r['H 95% low']:.1f}, {r['H 95% high']:.1f}]"
 
 
+def rate_verdict(task, shared, indep, margin=0.05):
+    d = shared["shared share of best's errors"] - indep["shared share of best's errors"]
+    if abs(d) < margin:
+        return f"On {task} the two are within {margin:.0%}: most of the H gap there is a rate effect."
+    return f"On {task} the shared-base world shares {'more' if d > 0 else 'less'} of its failures, beyond the rate effect."
+
+
 def overlap(a, b):
     return a["H 95% low"] <= b["H 95% high"] and b["H 95% low"] <= a["H 95% high"]
 
@@ -568,19 +587,26 @@ display(Markdown(f"""
   {"The intervals overlap, so this test set cannot say which world is more homogenized." if overlap(ts, ti) else ("The shared-base world is measurably more homogenized." if ts['H'] > ti['H'] else "The independent world is measurably *more* homogenized here, not less: its deployers share hard examples too.")}
   Both are well above 1: part of what fails everyone is the examples themselves (ambiguous or mislabelled snippets).
 - **Images.** Fine-tuned copies of one SimCLR encoder keep a mean CKA of {is_['mean pairwise CKA']:.2f} vs
-  {ii['mean pairwise CKA']:.2f} for independent scratch models; accuracy {is_['mean accuracy']:.3f} vs {ii['mean accuracy']:.3f};
+  {ii['mean pairwise CKA']:.2f} for independent scratch models; accuracy {is_['mean accuracy']:.3f} vs {ii['mean accuracy']:.3f}
+  (a frozen probe on the same base reaches {dc['clean SimCLR base, probe']:.3f}: at this budget, fine-tuning on
+  {per_class * 10} labels costs accuracy);
   failures: shared {hci(is_)}, independent {hci(ii)}.
   {"The intervals overlap." if overlap(is_, ii) else ("Shared-base failures are more homogeneous." if is_['H'] > ii['H'] else "Scratch models fail together more, not less.")}
 - **Defects.** The backdoored base has clean accuracy {clean_acc(flawed):.3f} and ASR {asr(flawed):.2f}. Every deployer that
   probes it inherits the backdoor (ASR {dm.loc['flawed base, probe', 'min']:.2f}–{dm.loc['flawed base, probe', 'max']:.2f}, clean accuracy
   {dc['flawed base, probe']:.3f}); fine-tuning on clean data keeps ASR at {dm.loc['flawed base, fine-tune', 'min']:.2f}–{dm.loc['flawed base, fine-tune', 'max']:.2f};
   independent scratch models: {dm.loc['independent from scratch', 'min']:.2f}–{dm.loc['independent from scratch', 'max']:.2f}, and
-  deployers of the clean SimCLR base {dm.loc['clean SimCLR base, fine-tune', 'min']:.2f}–{dm.loc['clean SimCLR base, fine-tune', 'max']:.2f}.
-  Nothing in clean test accuracy reveals the flaw.
-- **What this does not show.** Four deployers, one test set, one seed per deployer, small models;
-  $H$ rises mechanically when error rates fall, so compare it with the accuracies beside it. The strongest,
-  least ambiguous effect here is defect inheritance; homogenization of ordinary failures is
-  {"smaller and partly explained by hard examples." if min(ts['H'], ti['H']) > 1 else "mixed."}
+  deployers of the clean SimCLR base {min(dm.loc['clean SimCLR base, probe', 'min'], dm.loc['clean SimCLR base, fine-tune', 'min']):.2f}–{max(dm.loc['clean SimCLR base, probe', 'max'], dm.loc['clean SimCLR base, fine-tune', 'max']):.2f}
+  (probe or fine-tune), so the trigger alone fools nobody.
+  All four probing deployers read the same triggered digit as "0" for {all_fooled['flawed base, probe']:.0%} of them,
+  vs {all_fooled['independent from scratch']:.0%} for the independent world. Nothing in clean test accuracy reveals the flaw.
+- **Rate-robust view.** $H$ rises when error rates fall, and the shared-base deployers are the more accurate ones.
+  Of the best deployer's failures, all four deployers share {ts["shared share of best's errors"]:.0%} (MiniLM) vs
+  {ti["shared share of best's errors"]:.0%} (independent) on text, and {is_["shared share of best's errors"]:.0%} vs
+  {ii["shared share of best's errors"]:.0%} on images. {rate_verdict("text", ts, ti)} {rate_verdict("images", is_, ii)}
+- **What this does not show.** Four deployers, one test set, one seed per deployer, small models, and deployers
+  that differ in method as well as base. The starkest effect is defect inheritance: {all_fooled['flawed base, probe']:.0%} of
+  triggered digits fool all four probing deployers at once.
 """))
 
 # %% [markdown]
