@@ -1,7 +1,8 @@
 """Throughput of one model trained two ways on the same AV-digits data, measured in one run.
 
-1. the seed-material way: a ``Dataset`` whose ``__getitem__`` returns one sample, batched by a
-   ``DataLoader`` (Python runs per sample; every batch is collated and copied);
+1. the seed-material way: a ``Dataset`` that keeps each example as NumPy arrays and whose
+   ``__getitem__`` builds one sample's tensors (``torch.tensor`` per image, recording and label),
+   batched by a ``DataLoader`` (Python runs per sample; every batch is collated and copied);
 2. ``mmcourse.train.fit``: the whole split on the device, one index op per modality per batch.
 
 Prints samples/s of both and, as its last line, ``speedup: X.XX`` (goal: >= 5x on a 2-core CPU).
@@ -37,14 +38,20 @@ class SmallAV(nn.Module):
 
 
 class PerSample(Dataset):
+    """One example at a time, as tutorials write it: arrays in, tensors built per item."""
+
     def __init__(self, data):
-        self.data = data
+        self.images = list(data.inputs["image"].numpy())  # N arrays (1, 28, 28)
+        self.audio = list(data.inputs["audio"].numpy())  # N arrays (40, 13)
+        self.labels = data.labels.tolist()
 
     def __len__(self):
-        return len(self.data)
+        return len(self.labels)
 
     def __getitem__(self, i):
-        return {"audio": self.data.inputs["audio"][i], "image": self.data.inputs["image"][i]}, self.data.labels[i]
+        x = {"audio": torch.tensor(self.audio[i], dtype=torch.float32),
+             "image": torch.tensor(self.images[i], dtype=torch.float32)}
+        return x, torch.tensor(self.labels[i])
 
 
 def per_sample_loop(data, epochs: int, batch_size: int) -> float:
@@ -74,7 +81,7 @@ def fit_loop(data, epochs: int, batch_size: int, device: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     data = load_av_digits("train")
     print(f"data: {data} | threads: {torch.get_num_threads()} | batch size {args.batch_size}")
