@@ -23,7 +23,7 @@ RandomResizedCrop / RandomRotation-style parameters per image and applies them a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -51,7 +51,7 @@ from torch import nn
 import mmcourse
 from mmcourse import check, quick
 from mmcourse.data import load_av_digits
-from mmcourse.encoders import AudioEncoder, ImageEncoder
+from mmcourse.encoders import ImageEncoder
 from mmcourse.pretrain import ImageAugment, fit_linear_probe, nt_xent, pretraining_run
 from mmcourse.train import FitConfig, fit
 
