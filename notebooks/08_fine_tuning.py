@@ -92,7 +92,7 @@ t0 = time.perf_counter()
 if cache.exists():
     feats = load(cache)
 else:
-    frozen = TextEncoder(minilm, tokenizer, freeze=True)
+    frozen = TextEncoder(copy.deepcopy(minilm), tokenizer, freeze=True)  # freezing must not touch the shared MiniLM
     feats = {s: frozen_features(frozen, tokens[s]) for s in rows}  # (N, 384) each
     save(feats, cache)
 feature_seconds = time.perf_counter() - t0
@@ -218,7 +218,7 @@ def finetune(name, backbone, lr):
     return model
 
 
-full_model = finetune("full fine-tuning", copy.deepcopy(minilm), lr=5e-5)
+full_model = finetune("full fine-tuning", copy.deepcopy(minilm).requires_grad_(True), lr=5e-5)
 ours_model = finetune("LoRA (ours)", ours_backbone.train(), lr=1e-3)
 peft_model = finetune("LoRA (peft)", peft_backbone.train(), lr=1e-3)
 
