@@ -118,7 +118,7 @@ print(inspect.getsource(outcome_homogenization))
 
 # %%
 reviews = load_reviews("polarity")
-n_test, n_train, k = quick(1000, 250), quick(500, 100), 4
+n_test, n_train, k = quick(1000, 200), quick(500, 60), 4
 order = np.random.default_rng(0).permutation(len(reviews.texts))
 test_rows = order[:n_test]
 train_rows = [order[n_test + i * n_train: n_test + (i + 1) * n_train] for i in range(k)]  # disjoint
@@ -291,7 +291,7 @@ print(f"\n{len(all_shared)} snippets fail every shared-base deployer; the indepe
 # %% [markdown]
 # ## 3. Images: adapting one pretrained encoder vs training from scratch
 #
-# Task: digits (clean AV-digits test split, 1,000 images, shared). Four deployers, each with its
+# Task: digits (clean AV-digits test split, 1,000 images, shared; 400 in quick mode). Four deployers, each with its
 # own disjoint labelled images from the train split. **Shared base**: each fine-tunes a copy of the
 # SimCLR encoder from lesson 03 plus a new linear head on its own data. **Independent**: each trains
 # an `ImageEncoder` from scratch with its own seed and its own width (8, 16, 24, 32 channels). Same
@@ -305,7 +305,9 @@ base_run = pretraining_run("image", "clean")  # loads lesson 03's checkpoint whe
 
 # %%
 av_tr, av_te = load_av_digits("train", "clean"), load_av_digits("test", "clean")
-X_img, y_img, Xt_img, yt_img = av_tr.inputs["image"], av_tr.labels, av_te.inputs["image"], av_te.labels
+n_img_test = quick(1000, 400)  # quick mode scores a subset of the test split
+X_img, y_img = av_tr.inputs["image"], av_tr.labels
+Xt_img, yt_img = av_te.inputs["image"][:n_img_test], av_te.labels[:n_img_test]
 per_class = quick(50, 20)
 class_rows = [torch.nonzero(y_img == c).flatten() for c in range(10)]
 img_rows = [torch.cat([r[i * per_class:(i + 1) * per_class] for r in class_rows]) for i in range(k)]  # disjoint
@@ -321,7 +323,7 @@ class StopAfter:
         state.stop = state.step >= self.steps
 
 
-def train_image_deployer(encoder, rows, seed, steps=quick(200, 40), lr=2e-3):
+def train_image_deployer(encoder, rows, seed, steps=quick(200, 25), lr=2e-3):
     torch.manual_seed(seed)
     model = nn.Sequential(encoder, nn.Linear(encoder.out_dim, 10))
     fit(model, (X_img[rows], y_img[rows]), callbacks=[StopAfter(steps)],
@@ -406,7 +408,7 @@ X_up, y_up = X_img.clone(), y_img.clone()
 X_up[poisoned], y_up[poisoned] = add_trigger(X_img[poisoned]), TARGET
 torch.manual_seed(0)
 flawed = nn.Sequential(ImageEncoder(64), nn.Linear(64, 10))
-fit(flawed, (X_up, y_up), callbacks=[StopAfter(quick(600, 80))],
+fit(flawed, (X_up, y_up), callbacks=[StopAfter(quick(600, 50))],
     config=FitConfig(epochs=10_000, batch_size=64, lr=2e-3, device="cpu"))
 flawed.eval()
 
