@@ -146,7 +146,9 @@ class TextEncoder(nn.Module):
     Args:
         model: a ``BertModel``-like module returning ``last_hidden_state``; default a *copy* of
             the packaged all-MiniLM-L6-v2 (``mmcourse.data.text_encoder``), so fine-tuning it never
-            changes the shared cached one.
+            changes the shared cached one. A model you pass in is used as is, not copied:
+            ``freeze=True`` freezes *that* module in place (pass ``copy.deepcopy(m)`` to keep ``m``
+            trainable elsewhere).
         tokenizer: used by ``tokenize``; default MiniLM's.
         freeze: no gradients into ``model`` and keep it in eval mode (dropout off), so the
             encoder is a fixed feature extractor; ``freeze=False`` fine-tunes it.
