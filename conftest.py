@@ -15,3 +15,20 @@ for _var, _sub in [("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR"
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+_NOTEBOOK_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Add up each notebook's cell times (nbval makes one test item per cell)."""
+    path = report.nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        _NOTEBOOK_SECONDS[path] = _NOTEBOOK_SECONDS.get(path, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _NOTEBOOK_SECONDS:
+        terminalreporter.section("notebook run times (sum of cell times; kernel start not included)")
+        for path, seconds in sorted(_NOTEBOOK_SECONDS.items()):
+            flag = "" if seconds <= 90 else "   <-- over the 90 s budget"
+            terminalreporter.write_line(f"{seconds:7.1f} s  {path}{flag}")

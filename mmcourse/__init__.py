@@ -15,6 +15,12 @@ Modality contract (as in TorchMultimodal): multimodal inputs are ``dict[str, Ten
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that spin while waiting made torch up to 20x slower on a busy 2-core machine
+# (two notebooks or test workers at once); passive waiting costs nothing when the CPU is idle.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from mmcourse.runtime import QUICK, describe, pick_device, quick, seed_everything
 
 __all__ = ["QUICK", "describe", "pick_device", "quick", "seed_everything", "__version__"]
