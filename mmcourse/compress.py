@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
+from tqdm.auto import tqdm
 
 from mmcourse.checkpoint import load_or_train
 from mmcourse.fusion.zoo import build_av_model
@@ -137,7 +138,22 @@ def load_or_train_teacher(train, val, epochs: int, n_train: int | None = None, s
     model = build_av_model(**TEACHER)
     data = ({k: v[:n] for k, v in train.inputs.items()}, train.labels[:n])
     config = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    return load_or_train(name, model, lambda m: fit(m, data, (val.inputs, val.labels), config)).eval()
+    return load_or_train(name, model, lambda m: fit(m, data, (val.inputs, val.labels), config,
+                                                    callbacks=[EpochBar(epochs, "teacher")])).eval()
+
+
+class EpochBar:
+    """A ``fit`` hook: a tqdm bar over epochs showing the validation accuracy."""
+
+    def __init__(self, epochs: int, desc: str):
+        self.bar = tqdm(total=epochs, desc=desc, unit="epoch")
+
+    def on_epoch_end(self, state) -> None:
+        self.bar.update(1)
+        if state.history["val_acc"]:
+            self.bar.set_postfix(val_acc=f"{state.history['val_acc'][-1]:.3f}")
+        if self.bar.n >= self.bar.total:
+            self.bar.close()
 
 
 def build_student(method: str = "late", dim: int = 16, image_width: int = 4, audio_hidden: int = 16) -> nn.Module:

@@ -186,7 +186,8 @@ for seed in SEEDS:
     ax.plot([1, 2], [kd_table.loc[seed, "labels only"], kd_table.loc[seed, "distilled"]], "k.-", alpha=0.5)
 ax.set_ylim(0, 1)
 ax.set_ylabel("test accuracy")
-ax.set_title(f"Distillation changes the small student's accuracy by {100 * kd_gain:+.1f} points (mean over {len(SEEDS)} seeds)")
+ax.set_title(f"Distillation changes the small student's accuracy by {100 * kd_gain:+.1f} points "
+             f"(mean over {len(SEEDS)} seeds)")
 plt.show()
 
 # %% [markdown]
@@ -361,7 +362,8 @@ display(Markdown(f"""
   difference of a point or two as noise). The teacher itself scores {teacher_acc:.3f}.
 - **Pruning.** Without retraining, global magnitude pruning keeps accuracy within 2 points of the teacher up to
   {keep_at:.0%} of the weights removed; at {AMOUNTS[-1]:.0%} it is down to {glob.iloc[-1]:.3f}. At {mid:.0%}
-  sparsity global pruning scores {g_mid:.3f} and per-layer pruning {l_mid:.3f}: {why}. A short fine-tune at {FINETUNE_AT:.0%} sparsity gives {finetuned_acc:.3f}. The file does not shrink
+  sparsity global pruning scores {g_mid:.3f} and per-layer pruning {l_mid:.3f}: {why}. A short fine-tune at
+  {FINETUNE_AT:.0%} sparsity gives {finetuned_acc:.3f}. The file does not shrink
   ({pr.size_kB:.1f} vs {fp32.size_kB:.1f} kB) unless compressed ({pr.zlib_kB:.1f} vs
   {fp32.zlib_kB:.1f} kB with zlib) or stored sparse; nor does dense CPU inference get faster.
 - **int8.** Only {linear_share:.0%} of the teacher's parameters live in Linear layers (the rest are

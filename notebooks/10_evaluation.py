@@ -325,6 +325,10 @@ result = check.grad_times_input(my_grad_x_input)
 
 # %%
 worst_auc = min(range(10), key=aucs.__getitem__)
+agree = "The two measures disagree here: " if lean != needed else "Both point the same way, but "
+noisy_note = ("A noisy " + " / ".join(worse_than_missing) + " is worse than a missing one: late fusion averages "
+              "the noisy head's confident wrong logits instead of ignoring them, so detecting bad inputs and "
+              "dropping them pays. ") if worse_than_missing else ""
 display(Markdown(f"""
 - **Overall.** Test accuracy {acc:.3f} and macro F1 {macro_f1:.3f} on {N_TEST} pairs; the weakest digit by F1 is
   {int(f1.argmin())} ({float(f1.min()):.3f}), the most frequent confusion {worst[0]} → {worst[1]}
@@ -337,13 +341,12 @@ display(Markdown(f"""
   {verdict}.
 - **Modalities.** All: {drop['all']:.3f}; without audio {drop['without audio']:.3f}; without image
   {drop['without image']:.3f}, so by ablation the model needs **{needed}** most. Gradient × input gives
-  {shares[lean]:.0%} of the attribution to **{lean}**. {"The two measures disagree here: " if lean != needed else "Both point the same way, but "}gradient × input
+  {shares[lean]:.0%} of the attribution to **{lean}**. {agree}gradient × input
   sums over inputs with different units and sizes (784 pixels in [0, 1] vs 40 × 13 standardised MFCCs) and is
   local (one linearisation per example), while ablation measures what is lost. Report both, with their caveats.
 - **Robustness.** With noise std {NOISE[-1]:g} on audio the accuracy is {robust.loc[NOISE[-1], 'audio']:.3f}, on the
   image {robust.loc[NOISE[-1], 'image']:.3f}; without the image altogether it is {drop['without image']:.3f}.
-  {("A noisy " + " / ".join(worse_than_missing) + " is worse than a missing one: late fusion averages the noisy head's "
-    "confident wrong logits instead of ignoring them, so detecting bad inputs and dropping them pays. ") if worse_than_missing else ""}Late
+  {noisy_note}Late
   fusion keeps working with a modality missing; concatenation raises a `KeyError` instead of guessing.
 """))
 

@@ -114,7 +114,8 @@ class PatchEmbed(nn.Module):
 
 embed = PatchEmbed()
 tokens = embed(images[:2, None])
-print("image tokens:", tuple(tokens.shape), "| caption tokens:", tuple(tokenizer(["a handwritten three"], return_tensors="pt")["input_ids"].shape))
+caption = tokenizer(["a handwritten three"], return_tensors="pt")["input_ids"]
+print("image tokens:", tuple(tokens.shape), "| caption tokens:", tuple(caption.shape))
 
 # %% [markdown]
 # ## Erratum 2: a `Sequential` fed two inputs as a "multimodal" model
