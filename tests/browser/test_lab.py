@@ -96,7 +96,7 @@ def test_fusion_notebook_runs_and_weight_slider_changes_the_readout(lab):
         handle.focus()
         for _ in range(4):
             handle.press("ArrowRight")  # 0.50 → 0.70 in steps of 0.05
-        expect(readout).not_to_have_text(before, timeout=10_000)
+        expect(readout).to_contain_text("audio=0.70", timeout=10_000)  # each key press round-trips
         after = readout.inner_text()
         page.screenshot(path=str(OUT / "05_fusion-after.png"))
         browser.close()
