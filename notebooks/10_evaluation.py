@@ -4,8 +4,8 @@
 # One accuracy number hides almost everything that matters once a model leaves the notebook:
 # which digits it confuses, how its scores trade false alarms for misses, whether a "90 % sure"
 # is right 90 % of the time, which modality it actually uses, and what happens when a microphone
-# hisses or a camera goes dark. This capstone asks all of those questions of the course's best
-# audio-visual model, with the package's hand-written metrics checked against scikit-learn.
+# hisses or a camera goes dark. This capstone asks all of those questions of the course's strongest
+# audio-visual model that can also run with a modality missing (late fusion, lesson 09's teacher), with the package's hand-written metrics checked against scikit-learn.
 #
 # **Learning goals**
 # - read a per-class report and a confusion matrix, and find the model's systematic mistakes;
