@@ -98,7 +98,8 @@ def predict(model: nn.Module, inputs: Inputs, batch_size: int = 512, amp: bool =
     """Logits (N, C) in float32 on the CPU, computed in eval mode batch by batch."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)  # an int8-quantized model may have none left
+    device = first.device if first is not None else torch.device("cpu")
     out = []
     for i in range(0, num_rows(inputs), batch_size):
         idx = torch.arange(i, min(i + batch_size, num_rows(inputs)))

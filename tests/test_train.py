@@ -95,3 +95,9 @@ def test_errors_name_the_fix():
         fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, optimizer="rmsprop", device="cpu"))
     with pytest.raises(ValueError, match="not available"):
         fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, device="tpu"))
+
+
+def test_predict_works_on_a_model_without_parameters():
+    model = nn.Sequential(nn.Flatten(), nn.Identity())
+    X = torch.randn(5, 2, 3)
+    assert predict(model, X).shape == (5, 6)
