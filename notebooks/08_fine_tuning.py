@@ -298,8 +298,7 @@ display(Markdown(f"""
   {table.trainable_params['LoRA (ours)']:,} (ours) / {table.trainable_params['LoRA (peft)']:,}
   (peft) for {t['LoRA (ours)']:.0%} / {t['LoRA (peft)']:.0%}. Ours and peft's are the same
   construction (same count, same output at init); their accuracies differ only through the
-  random A matrices each drew. On a CPU, LoRA is not much faster per step here: the backward
-  pass through the frozen layers still runs; its savings are optimiser memory and a tiny file.
+  random A matrices each drew.
 - These runs use {N_TRAIN} training snippets, ≤ {MAX_LEN} tokens and ≤ {EPOCHS} epochs on a
   shared 2-core CPU: differences of a few points between methods are within what another seed
   or subset would move.

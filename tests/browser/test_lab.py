@@ -27,7 +27,8 @@ NOTEBOOK = "05_fusion.ipynb"
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make browser-test does)")
 if not Path(CHROMIUM).exists():
-    pytest.skip("no chromium: `apt-get install -y chromium` (make browser-test does it)", allow_module_level=True)
+    pytest.skip("no chromium, so the real-browser test is skipped: run `make browser-test` "
+                "(it installs Debian's chromium) or `apt-get install -y chromium`", allow_module_level=True)
 
 
 def free_port() -> int:
