@@ -4,19 +4,19 @@ Pick the device (only those present are listed), the fusion method, the auxiliar
 λ (L = L_fused + λ_image L_image + λ_audio L_audio, lesson 06), the learning rate and epochs,
 then press Start. Training runs ``mmcourse.train.fit`` in a background thread, so the Stop
 button is handled while it runs: Stop takes effect after the current batch and leaves a usable
-model (``trainer.model``). Curves are drawn to an ``Output`` with ``clear_output(wait=True)`` as
-inline PNG, which works in JupyterLab, Notebook 7, VS Code and Colab. ``fit`` draws nothing:
+model (``trainer.model``). Curves are an inline PNG that replaces the content of an ``Output``
+widget after every epoch, which works in JupyterLab, Notebook 7, VS Code and Colab. ``fit`` draws nothing:
 everything visual lives in the hooks below.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import threading
 import time
 
 import ipywidgets as W
-from IPython.display import Image
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
@@ -135,8 +135,11 @@ class LiveTrainer:
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
-        self.plot.clear_output(wait=True)
-        self.plot.append_display_data(Image(buf.getvalue()))
+        # Replace the Output's content in one assignment. From a background thread,
+        # clear_output(wait=True) + append_display_data stacked the figures in JupyterLab.
+        self.plot.outputs = ({"output_type": "display_data", "metadata": {},
+                              "data": {"image/png": base64.b64encode(buf.getvalue()).decode(),
+                                       "text/plain": "<training curves>"}},)
 
     def widget(self) -> W.Widget:
         controls = W.VBox([W.HBox([self.device, self.method]), W.HBox(list(self.lam.values())),
