@@ -11,8 +11,8 @@ With CUDA present it also prints ``fit`` throughput on the GPU vs the CPU.
 Measured on the reference 2-core CPU: 2.32x (30k vs 70k samples/s), short of the goal. Why: with
 batch 32 the per-sample loader costs about 0.6 ms per batch and the training step itself about
 0.45 ms (fused AdamW), so even a loader that cost nothing would cap the ratio near 2.3x for this
-model on this CPU. The gap grows when a step is cheaper per sample: with `--batch-size 256` the
-same run measured 3.02x (50k vs 149k samples/s). Not yet measured on a GPU.
+model on this CPU. The gap grows when a step is cheaper per sample: a run with `--batch-size 256`
+measured 3.02x (50k vs 149k samples/s). Not yet measured on a GPU.
 
     python benchmarks/train_throughput.py [--epochs 3]
 """
