@@ -19,6 +19,8 @@ import os as _os
 
 # OpenMP threads that spin while waiting made torch up to 20x slower on a busy 2-core machine
 # (two notebooks or test workers at once); passive waiting costs nothing when the CPU is idle.
+# OpenMP reads this when torch loads, so it helps only if mmcourse is imported before torch;
+# `make test` also runs one thread per worker, which avoids the problem either way.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mmcourse.runtime import QUICK, describe, pick_device, quick, seed_everything
