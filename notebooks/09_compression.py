@@ -42,9 +42,6 @@ from mmcourse import check, compress, quick
 from mmcourse.data import load_av_digits
 from mmcourse.train import FitConfig, evaluate, fit
 
-# These models are tiny: on a CPU shared with other jobs, one intra-op thread ran 10-30x faster
-# than two here (threads wait on each other at every small op). Remove the line on an idle machine.
-torch.set_num_threads(1)
 mmcourse.seed_everything(0)
 device = mmcourse.pick_device()
 print(mmcourse.describe(device))

@@ -9,6 +9,7 @@ from torch.autograd import gradcheck
 from torch.testing import assert_close
 
 from mmcourse import losses as L
+from mmcourse.check import with_hand_backward
 
 SETTINGS = settings(max_examples=25, deadline=None)
 shapes = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
@@ -101,17 +102,7 @@ def test_hand_gradients_pass_gradcheck_as_backward():
     z, y = _binary((5,), 3)
     zc, yc = _classes(3, 4, 4)
 
-    def hand(loss, grad):
-        class Hand(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return loss(x)
-
-            @staticmethod
-            def backward(ctx, g):
-                return g * grad(*ctx.saved_tensors)
-        return Hand.apply
+    hand = with_hand_backward
 
     assert gradcheck(hand(lambda z: L.bce_with_logits(z, y), lambda z: L.bce_grad_logit(z, y)),
                      (z.requires_grad_(),))

@@ -4,7 +4,8 @@
 checkers and one import line in the marked block below.
 """
 
-from mmcourse.check.core import NotSolved, Wrong, attempt, cmp, exercise, expect_close
+from mmcourse.check.core import (NotSolved, Wrong, attempt, cmp, exercise, expect_close,
+                                 with_hand_backward)
 
 # --- lesson checkers: one import line per lesson module (keep sorted by notebook number) -----
 from mmcourse.check.tour import cosine_similarity_matrix, mean_image_per_digit  # notebook 00
@@ -21,6 +22,7 @@ from mmcourse.check.compression import (ece, grad_times_input, kd_loss,  # noteb
 
 # every name imported above, sorted; add a lesson's checkers here too
 __all__ = [
+    "with_hand_backward",
     "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
     "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
     "exercise", "expect_close", "f1_from_confusion", "grad_times_input", "kd_loss",

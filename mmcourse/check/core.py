@@ -58,6 +58,25 @@ def cmp(name: str, ours, ref, *, atol: float = 1e-6, rtol: float = 1e-5,
     return close
 
 
+def with_hand_backward(loss_fn: Callable, grad_fn: Callable) -> Callable:
+    """A function computing ``loss_fn(x)`` whose backward is ``grad_fn(x)`` (a hand gradient).
+
+    ``torch.autograd.gradcheck(with_hand_backward(loss, grad), (x,))`` then checks the *hand*
+    formula against finite differences, not autograd's own gradient. Use float64 inputs.
+    """
+    class Hand(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return loss_fn(x)
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * grad_fn(*ctx.saved_tensors)
+
+    return Hand.apply
+
+
 class NotSolved(Exception):
     """The learner's function is still the stub (it raised NotImplementedError or returned None)."""
 
