@@ -1,0 +1,115 @@
+"""Where a training batch's time goes: the per-sample ``DataLoader`` way vs batching by index.
+
+Most tutorials feed a model through a ``Dataset`` whose ``__getitem__`` builds one sample's
+tensors, batched by a ``DataLoader`` that collates them: Python runs once per *sample*.
+``mmcourse.train.fit`` keeps the split in tensors and takes a batch with one index op per
+modality. ``breakdown`` times the three parts separately on the same data, so a lesson (and
+``benchmarks/train_throughput.py``) can show how much of a batch each costs:
+
+    one seed-style batch = loader + step      one ``fit`` batch ≈ index + step
+
+Which is why the end-to-end gain depends on the step: a cheap step (small model, a GPU) leaves
+the loader dominant; an expensive one (a CNN on a CPU) hides it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from mmcourse.train import logits_of, take
+
+
+class PerSampleDataset(Dataset):
+    """The tutorial way: one example per ``__getitem__``, its tensors built from NumPy arrays.
+
+    Args:
+        inputs: dict of (N, ...) tensors (modality → rows), as the course's splits hold them.
+        labels: (N,) int64.
+
+    Items are ``({modality: tensor (...)}, label ())``; a ``DataLoader`` collates them into the
+    same ``({modality: (B, ...)}, (B,))`` batch that ``mmcourse.train.take`` returns.
+    """
+
+    def __init__(self, inputs: dict[str, Tensor], labels: Tensor):
+        self.arrays = {k: list(inputs[k].cpu().numpy()) for k in sorted(inputs)}  # N arrays each
+        self.labels = labels.tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return ({k: torch.tensor(a[i], dtype=torch.float32) for k, a in self.arrays.items()},
+                torch.tensor(self.labels[i]))
+
+
+def _per_batch(fn, repeats: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def loader_ms(inputs: dict[str, Tensor], labels: Tensor, batch_size: int, max_batches: int | None = None) -> float:
+    """Milliseconds per batch to draw shuffled batches through a per-sample ``DataLoader``."""
+    loader = DataLoader(PerSampleDataset(inputs, labels), batch_size=batch_size, shuffle=True)
+    next(iter(loader))  # warm-up, as for index_ms
+    t0, count = time.perf_counter(), 0
+    for _ in loader:
+        count += 1
+        if max_batches is not None and count >= max_batches:
+            break
+    return 1e3 * (time.perf_counter() - t0) / max(count, 1)
+
+
+def index_ms(inputs: dict[str, Tensor], labels: Tensor, batch_size: int, max_batches: int | None = None) -> float:
+    """Milliseconds per batch to draw shuffled batches by index, as ``fit`` does."""
+    idx = torch.randperm(len(labels)).split(batch_size)[:max_batches]
+    for i in idx[:2]:  # warm-up: the first gathers pay for page faults and cold caches
+        take(inputs, i), labels[i]
+    t0 = time.perf_counter()
+    for i in idx:
+        take(inputs, i), labels[i]
+    return 1e3 * (time.perf_counter() - t0) / len(idx)
+
+
+def step_ms(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, batch_size: int,
+            fused: bool = True, repeats: int = 50) -> float:
+    """Milliseconds per training step (forward, cross-entropy, backward, AdamW) on one ready batch.
+
+    Trains a copy's worth of steps on ``model`` itself: pass a throwaway model.
+    """
+    i = torch.arange(min(batch_size, len(labels)))
+    x, y = take(inputs, i), labels[i]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
+    model.train()
+
+    def step():
+        loss = F.cross_entropy(logits_of(model(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    _per_batch(step, 10)  # warm-up: first calls allocate
+    return 1e3 * _per_batch(step, repeats)
+
+
+def breakdown(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, batch_size: int = 32,
+              max_batches: int | None = None, repeats: int = 50) -> dict[str, float]:
+    """Per-batch milliseconds of the loader, of index batching and of the step, and what follows.
+
+    Returns:
+        ``loader_ms``, ``index_ms``, ``step_ms`` and ``speedup``: (loader + step) / (index + step),
+        the end-to-end gain of batching by index for this model, batch size and machine.
+    """
+    if not isinstance(inputs, dict):
+        raise TypeError("inputs must be a dict {modality: (N, ...) tensor}; wrap a tensor as {'x': X}")
+    out = {"loader_ms": loader_ms(inputs, labels, batch_size, max_batches),
+           "index_ms": index_ms(inputs, labels, batch_size, max_batches),
+           "step_ms": step_ms(model, inputs, labels, batch_size, repeats=repeats)}
+    out["speedup"] = (out["loader_ms"] + out["step_ms"]) / (out["index_ms"] + out["step_ms"])
+    return out
