@@ -6,11 +6,11 @@ up under-trained compared with the same encoder trained alone. Three tools from 
 
 - ``AuxHeadClassifier`` + ``AuxLoss``: a unimodal head per encoder and
   L = L_fused + Σ_m λ_m L_m, so every encoder gets its own learning signal.
-- ``linear_probe`` / ``imbalance``: how good each encoder's features are, measured by a linear
-  classifier on frozen features, inside the fused model vs trained alone.
+- ``probe_encoders`` / ``imbalance``: how good each encoder's features are, measured by a linear
+  probe (``mmcourse.probe``) on frozen features, inside the fused model vs trained alone.
 - ``OGMGE``: on-the-fly gradient modulation with generalisation enhancement (Peng et al., CVPR
   2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"), a ``fit`` hook.
-Taught in notebooks/06_loss_weighting.ipynb. Shapes: B batch, C classes, D features, M modalities.
+The λ sliders are ``mmcourse.widgets.lambda_panel``. Taught in notebooks/06_loss_weighting.ipynb. Shapes: B batch, C classes, D features, M modalities.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.encoders import AudioEncoder, ImageEncoder
 from mmcourse.fusion import ConcatFusion, LateFusion, MultimodalClassifier
 from mmcourse.fusion.base import Fusion
+from mmcourse.fusion.zoo import build_av_encoders
 from mmcourse.losses import weighted_loss
+from mmcourse.probe import encode, fit_linear_probe
 from mmcourse.train import FitConfig, evaluate, fit
 
 
@@ -113,8 +114,7 @@ class AuxLoss:
 def build_model(num_classes: int = 10, dim: int = 32, image_width: int = 8, audio_hidden: int = 32,
                 fusion: str = "concat") -> AuxHeadClassifier:
     """The lesson's model: image CNN + audio CNN → (B, dim) each → linear concat (or late) head."""
-    encoders = nn.ModuleDict({"audio": AudioEncoder(dim, hidden=audio_hidden),
-                              "image": ImageEncoder(dim, width=image_width)})
+    encoders = build_av_encoders(("audio", "image"), dim, image_width, audio_hidden)
     dims = {"audio": dim, "image": dim}
     fuse = ConcatFusion(dims, num_classes, hidden=None) if fusion == "concat" else LateFusion(dims, num_classes)
     return AuxHeadClassifier(encoders, fuse, num_classes)
@@ -123,55 +123,14 @@ def build_model(num_classes: int = 10, dim: int = 32, image_width: int = 8, audi
 def build_unimodal(modality: str, num_classes: int = 10, dim: int = 32, image_width: int = 8,
                    audio_hidden: int = 32) -> nn.Sequential:
     """The same encoder trained alone: encoder → linear, on (B, ...) inputs of one modality."""
-    enc = {"audio": lambda: AudioEncoder(dim, hidden=audio_hidden), "image": lambda: ImageEncoder(dim, width=image_width)}
-    if modality not in enc:
-        raise KeyError(f"unknown modality {modality!r}; use one of {sorted(enc)}")
-    return nn.Sequential(enc[modality](), nn.Linear(dim, num_classes))
+    encoder = build_av_encoders((modality,), dim, image_width, audio_hidden)[modality]
+    return nn.Sequential(encoder, nn.Linear(dim, num_classes))
 
 
 # ------------------------------------------------------------------------------ measuring imbalance
-@torch.no_grad()
-def encode(encoder: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Frozen features (N, D) of one modality, in eval mode, on the CPU."""
-    was, dev = encoder.training, next(encoder.parameters()).device
-    encoder.eval()
-    out = torch.cat([encoder(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
-    encoder.train(was)
-    return out
-
-
-def linear_probe(train_feats: Tensor, train_labels: Tensor, test_feats: Tensor, test_labels: Tensor,
-                 steps: int = 100, weight_decay: float = 1e-3) -> float:
-    """Test accuracy of a softmax regression fitted (L-BFGS, full batch) on frozen features.
-
-    Args:
-        train_feats: (N, D); test_feats: (N', D); labels (N,), (N',) int64.
-    """
-    mu, sd = train_feats.mean(0), train_feats.std(0) + 1e-6  # standardise with train statistics
-    Xtr, Xte = (train_feats - mu) / sd, (test_feats - mu) / sd
-    lin = nn.Linear(Xtr.shape[1], int(train_labels.max()) + 1)
-    opt = torch.optim.LBFGS(lin.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(lin(Xtr), train_labels) + weight_decay * lin.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a (N, D≈32) regression is too small for threads to pay; on a busy CPU they cost 10x
-    try:
-        with torch.enable_grad():
-            opt.step(closure)
-        with torch.no_grad():
-            return (lin(Xte).argmax(-1) == test_labels).float().mean().item()
-    finally:
-        torch.set_num_threads(threads)
-
-
 def probe_encoders(encoders: dict[str, nn.Module], train, test) -> dict[str, float]:
     """Linear-probe accuracy of each encoder: ``train``/``test`` are (inputs dict, labels)."""
-    return {k: linear_probe(encode(enc, train[0][k]), train[1], encode(enc, test[0][k]), test[1])
+    return {k: fit_linear_probe(encode(enc, train[0][k]), train[1]).score(encode(enc, test[0][k]), test[1])
             for k, enc in sorted(encoders.items())}
 
 
@@ -325,47 +284,3 @@ def run_unimodal(modality: str, train, test, epochs: int = 8, lr: float = 3e-3, 
     acc = evaluate(model, test[0][modality], test[1])["acc"]
     probe = probe_encoders({modality: model[0]}, tr, test)[modality]
     return {"acc": acc, "probe": probe, "model": model}
-
-
-# --------------------------------------------------------------------------------- the widget
-def lambda_panel(train, test, n_train: int = 800, epochs: int = 3, lambdas: dict | None = None,
-                 seed: int = 0, train_now: bool = True):
-    """λ sliders + a Train button: retrain on ``n_train`` rows for ``epochs``, plot accuracies.
-
-    Returns an ``ipywidgets.VBox`` with ``.sliders`` {m: FloatSlider}, ``.button``, ``.status``
-    (an HTML line: the last run's numbers), ``.out`` (the bar chart) and ``.runs`` (all results).
-    Without a frontend, displaying it still prints the status line of the initial run.
-    """
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    lambdas = check_lambdas(lambdas or {}, train[0])
-    sliders = {k: W.FloatSlider(value=v, min=0.0, max=2.0, step=0.25, description=f"λ {k}",
-                                continuous_update=False) for k, v in lambdas.items()}
-    button, status, out = W.Button(description="Train", button_style="primary"), W.HTML(), W.Output()
-    panel = W.VBox([W.HBox([*sliders.values(), button]), status, out])
-    panel.sliders, panel.button, panel.status, panel.out, panel.runs = sliders, button, status, out, []
-
-    def retrain(_=None):
-        lam = {k: s.value for k, s in sliders.items()}
-        status.value = f"training with λ = {lam} …"
-        r = run_balanced(train, test, lambdas=lam, epochs=epochs, seed=seed, n_train=n_train)
-        panel.runs.append({"lambdas": lam, "fused": r["fused"], **{f"probe {k}": v for k, v in r["probe"].items()}})
-        accs = {"fused": r["fused"], **{f"{k} encoder\n(probe)": v for k, v in r["probe"].items()}}
-        status.value = (f"λ = {lam}: fused {r['fused']:.3f} | " + " | ".join(
-            f"{k} probe {v:.3f}" for k, v in r["probe"].items()) + f" ({r['seconds']:.1f} s, {n_train} samples, {epochs} epochs)")
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5.5, 2.8))
-            bars = ax.bar(list(accs), list(accs.values()), color=["tab:green", "tab:blue", "tab:orange"][:len(accs)])
-            ax.bar_label(bars, fmt="%.2f")
-            ax.set_ylim(0, 1); ax.set_ylabel("test accuracy")
-            ax.set_title(f"λ = {lam}: fused {r['fused']:.2f}")
-            plt.tight_layout(); display(fig); plt.close(fig)
-
-    button.on_click(retrain)
-    if train_now:
-        retrain()
-    print(status.value)
-    return panel

@@ -1,11 +1,14 @@
-"""Interactive panels for the notebooks (ipywidgets 8). Callbacks call package code; nothing
-here trains. Every panel can be driven from Python (set ``.value``, call ``.click()``), which is
+"""Interactive panels for the notebooks (ipywidgets 8). Callbacks call package code (training
+lives in ``mmcourse.train`` and ``mmcourse.balance``). Every panel can be driven from Python (set ``.value``, call ``.click()``), which is
 how the tests use them without a browser.
 
 ``FusionWeightsPanel`` (lesson 05): move the image and audio weights of a trained
 ``WeightedSumFusion`` model, corrupt either modality with noise, or drop one, and watch the test
 accuracy and one example's class probabilities change. Features are cached for every noise level
 up front, so a slider move is one fusion head over cached (N, D) features: milliseconds.
+
+``lambda_panel`` (lesson 06): λ sliders for the auxiliary losses and a Train button that retrains
+the lesson's model briefly (``mmcourse.balance.run_balanced``) and plots fused and probe accuracy.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 import ipywidgets as W
 import torch
 
+from mmcourse.balance import check_lambdas, run_balanced
 from mmcourse.fusion.base import MultimodalClassifier
 from mmcourse.fusion.simple import WeightedSumFusion
 
@@ -94,3 +98,46 @@ class FusionWeightsPanel:
     def widget(self) -> W.Widget:
         rows = [W.HBox([self.weight[k], self.noise[k], self.present[k]]) for k in self.keys]
         return W.VBox([*rows, self.readout])
+
+
+def lambda_panel(train, test, n_train: int = 800, epochs: int = 3, lambdas: dict | None = None,
+                 seed: int = 0, train_now: bool = True):
+    """λ sliders + a Train button: retrain on ``n_train`` rows for ``epochs``, plot accuracies.
+
+    Returns an ``ipywidgets.VBox`` with ``.sliders`` {m: FloatSlider}, ``.button``, ``.status``
+    (an HTML line: the last run's numbers), ``.out`` (the bar chart) and ``.runs`` (all results).
+    Without a frontend, displaying it still prints the status line of the initial run.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+
+    lambdas = check_lambdas(lambdas or {}, train[0])
+    sliders = {k: W.FloatSlider(value=v, min=0.0, max=2.0, step=0.25, description=f"λ {k}",
+                                continuous_update=False) for k, v in lambdas.items()}
+    button, status, out = W.Button(description="Train", button_style="primary"), W.HTML(), W.Output()
+    panel = W.VBox([W.HBox([*sliders.values(), button]), status, out])
+    panel.sliders, panel.button, panel.status, panel.out, panel.runs = sliders, button, status, out, []
+
+    def retrain(_=None):
+        lam = {k: s.value for k, s in sliders.items()}
+        status.value = f"training with λ = {lam} …"
+        r = run_balanced(train, test, lambdas=lam, epochs=epochs, seed=seed, n_train=n_train)
+        panel.runs.append({"lambdas": lam, "fused": r["fused"], **{f"probe {k}": v for k, v in r["probe"].items()}})
+        accs = {"fused": r["fused"], **{f"{k} encoder\n(probe)": v for k, v in r["probe"].items()}}
+        status.value = (f"λ = {lam}: fused {r['fused']:.3f} | " + " | ".join(
+            f"{k} probe {v:.3f}" for k, v in r["probe"].items()) + f" ({r['seconds']:.1f} s, {n_train} samples, {epochs} epochs)")
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5.5, 2.8))
+            bars = ax.bar(list(accs), list(accs.values()), color=["tab:green", "tab:blue", "tab:orange"][:len(accs)])
+            ax.bar_label(bars, fmt="%.2f")
+            ax.set_ylim(0, 1); ax.set_ylabel("test accuracy")
+            ax.set_title(f"λ = {lam}: fused {r['fused']:.2f}")
+            plt.tight_layout(); display(fig); plt.close(fig)
+
+    button.on_click(retrain)
+    if train_now:
+        retrain()
+    print(status.value)
+    return panel

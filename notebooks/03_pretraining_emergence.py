@@ -49,7 +49,8 @@ import mmcourse
 from mmcourse import check, quick
 from mmcourse.data import load_av_digits
 from mmcourse.encoders import ImageEncoder
-from mmcourse.pretrain import ImageAugment, fit_linear_probe, nt_xent, pretraining_run
+from mmcourse.pretrain import ImageAugment, nt_xent, pretraining_run
+from mmcourse.probe import fit_linear_probe
 from mmcourse.train import FitConfig, fit
 
 gen = mmcourse.seed_everything(0)

@@ -53,7 +53,8 @@ from mmcourse import check, checkpoint, quick
 from mmcourse.data import embed_texts, load_av_digits, load_reviews
 from mmcourse.encoders import ImageEncoder
 from mmcourse.homogenization import bootstrap_interval, linear_cka, outcome_homogenization, pairwise_cka
-from mmcourse.pretrain import fit_linear_probe, pretraining_run
+from mmcourse.pretrain import pretraining_run
+from mmcourse.probe import fit_linear_probe
 from mmcourse.train import FitConfig, fit
 
 gen = mmcourse.seed_everything(0)

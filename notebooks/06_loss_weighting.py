@@ -45,7 +45,8 @@ from tqdm.auto import tqdm
 
 import mmcourse
 from mmcourse import balance, check, quick
-from mmcourse.balance import OGMGE, AuxLoss, build_model, imbalance, lambda_panel, ogm_coefficients, run_balanced, run_unimodal
+from mmcourse.balance import OGMGE, AuxLoss, build_model, imbalance, ogm_coefficients, run_balanced, run_unimodal
+from mmcourse.widgets import lambda_panel
 from mmcourse.data import load_av_digits
 
 mmcourse.seed_everything(0)

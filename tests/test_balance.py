@@ -10,6 +10,7 @@ from torch import nn
 from mmcourse import balance as B
 from mmcourse import check
 from mmcourse.train import State, FitConfig
+from mmcourse.widgets import lambda_panel
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -129,13 +130,6 @@ def test_ogm_ge_adds_noise_only_to_modulated_encoder():
         assert any(changed)
 
 
-def test_linear_probe_separable():
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(60) % 3
-    X = torch.randn(60, 4, generator=g) + 4 * F.one_hot(y, 4).float()
-    assert B.linear_probe(X[:40], y[:40], X[40:], y[40:]) == 1.0
-
-
 def test_run_balanced_with_ogm_and_imbalance_smoke():
     x, y = _tiny_data(40)
     data = (x, y)
@@ -150,7 +144,7 @@ def test_run_balanced_with_ogm_and_imbalance_smoke():
 
 def test_widget_headless(capsys):
     x, y = _tiny_data(40)
-    panel = B.lambda_panel((x, y), (x, y), n_train=40, epochs=1)
+    panel = lambda_panel((x, y), (x, y), n_train=40, epochs=1)
     assert "λ" in capsys.readouterr().out  # prints its initial state without a frontend
     first = panel.status.value
     panel.sliders["image"].value = 1.5

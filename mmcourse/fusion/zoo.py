@@ -20,6 +20,20 @@ from mmcourse.train import FitConfig, evaluate, fit
 UNIMODAL = ("audio_only", "image_only")
 
 
+def build_av_encoders(modalities=("audio", "image"), dim: int = 32, image_width: int = 8,
+                      audio_hidden: int = 32) -> nn.ModuleDict:
+    """The course's AV-digits encoders, each (B, ...) → (B, dim), built in sorted key order.
+
+    audio: 1-D CNN over MFCC frames (``AudioEncoder``); image: small CNN (``ImageEncoder``).
+    Building in a fixed order keeps initial weights the same for the same seed everywhere.
+    """
+    make = {"audio": lambda: AudioEncoder(dim, hidden=audio_hidden), "image": lambda: ImageEncoder(dim, width=image_width)}
+    unknown = set(modalities) - set(make)
+    if unknown:
+        raise KeyError(f"unknown modality {sorted(unknown)}; use some of {sorted(make)}")
+    return nn.ModuleDict({k: make[k]() for k in sorted(modalities)})
+
+
 def build_av_model(method: str, dim: int = 32, image_width: int = 8, audio_hidden: int = 32,
                    **fusion_options) -> MultimodalClassifier:
     """encoders → fusion for AV-digits.
@@ -31,13 +45,13 @@ def build_av_model(method: str, dim: int = 32, image_width: int = 8, audio_hidde
     """
     if method not in METHODS and method not in UNIMODAL:
         raise ValueError(f"unknown method {method!r}; use one of {sorted(METHODS) + list(UNIMODAL)}")
-    encoders = {"audio": AudioEncoder(dim, hidden=audio_hidden), "image": ImageEncoder(dim, width=image_width)}
+    encoders = build_av_encoders(("audio", "image"), dim, image_width, audio_hidden)  # both, even for one: same init
     if method in UNIMODAL:
         keep = method.removesuffix("_only")
         return MultimodalClassifier(nn.ModuleDict({keep: encoders[keep]}),
                                     METHODS["concat"]({keep: dim}, 10, hidden=None))
     fusion = METHODS[method]({k: dim for k in encoders}, 10, **fusion_options)
-    return MultimodalClassifier(nn.ModuleDict(encoders), fusion)
+    return MultimodalClassifier(encoders, fusion)
 
 
 def modalities_of(model: MultimodalClassifier) -> list[str]:
