@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 from mmcourse.data import load_av_digits
 from mmcourse.fusion.zoo import build_av_model
-from mmcourse.throughput import PerSampleDataset, loader_ms, step_ms
+from mmcourse.throughput import LinearAV, PerSampleDataset, loader_ms, step_ms
 from mmcourse.train import FitConfig, fit, logits_of
 
 
@@ -55,17 +55,6 @@ class SmallAV(nn.Module):
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.head(torch.cat([self.audio(x["audio"]), self.image(x["image"])], -1))  # (B, 10)
-
-
-class LinearAV(nn.Module):
-    """Softmax regression on both modalities' raw features: (B, 520 + 784) → (B, 10)."""
-
-    def __init__(self):
-        super().__init__()
-        self.head = nn.Linear(40 * 13 + 28 * 28, 10)
-
-    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(torch.cat([x["audio"].flatten(1), x["image"].flatten(1)], -1))  # (B, 10)
 
 
 MODELS = {"smallav": SmallAV, "linear": LinearAV, "gated": lambda: build_av_model("gated")}

@@ -24,6 +24,21 @@ from torch.utils.data import DataLoader, Dataset
 from mmcourse.train import logits_of, take
 
 
+class LinearAV(nn.Module):
+    """Softmax regression on both AV-digits modalities' raw features: the cheapest step there is.
+
+    ``{"audio": (B, 40, 13), "image": (B, 1, 28, 28)}`` → flattened and concatenated (B, 520 + 784)
+    → logits (B, 10).
+    """
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.head = nn.Linear(40 * 13 + 28 * 28, num_classes)
+
+    def forward(self, x: dict[str, Tensor]) -> Tensor:
+        return self.head(torch.cat([x["audio"].flatten(1), x["image"].flatten(1)], -1))
+
+
 class PerSampleDataset(Dataset):
     """The tutorial way: one example per ``__getitem__``, its tensors built from NumPy arrays.
 

@@ -42,7 +42,7 @@ from mmcourse import QUICK, check, quick
 from mmcourse.data import load_av_digits
 from mmcourse.fusion import METHODS, ConcatFusion, LowRankTensorFusion, WeightedSumFusion
 from mmcourse.fusion.zoo import build_av_model, run
-from mmcourse.throughput import breakdown
+from mmcourse.throughput import LinearAV, breakdown
 from mmcourse.train import FitConfig, evaluate
 from mmcourse.widgets import FusionWeightsPanel, corrupt
 
@@ -283,21 +283,10 @@ print(f"ready: {trainer.method.value} on {trainer.device.value} (devices here: {
 # the whole split in tensors (on the GPU when there is one) and takes a batch with one index op
 # per modality. `mmcourse.throughput.breakdown` times the parts of one batch separately, on the
 # CPU, for the dashboard's model and batch size, and for a linear softmax model on the same raw
-# inputs (the cheapest step there is):
+# inputs (`LinearAV`, the cheapest step there is):
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-class LinearAV(torch.nn.Module):
-    """Softmax regression on both modalities' raw features: (B, 520 + 784) → (B, 10)."""
-
-    def __init__(self):
-        super().__init__()
-        self.head = torch.nn.Linear(40 * 13 + 28 * 28, 10)
-
-    def forward(self, x):
-        return self.head(torch.cat([x["audio"].flatten(1), x["image"].flatten(1)], -1))
-
-
 BATCH = FitConfig().batch_size  # what LiveTrainer trains with
 timing = {name: breakdown(model, *train_sub, batch_size=BATCH, max_batches=quick(None, 4), repeats=quick(20, 3))
           for name, model in (("gated CNN (dashboard)", build_av_model("gated")), ("linear softmax", LinearAV()))}
