@@ -16,6 +16,7 @@ in ``.grad``. Taught in ``notebooks/01_base_model.ipynb`` (the base model) and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -31,7 +32,15 @@ def _same_shape(a: Tensor, b: Tensor, names: str) -> None:
         )
 
 
+def _nonempty(x: Tensor, what: str) -> None:
+    if x.numel() == 0:
+        raise ValueError(f"{what} is empty: a mean over no examples is undefined; pass at least one example")
+
+
 def _check_binary_labels(y: Tensor) -> None:
+    _nonempty(y, "the batch")
+    if torch.isnan(y).any():
+        raise ValueError("binary labels contain NaN; drop or fill the unlabelled examples first")
     if y.numel() and (y.min() < 0 or y.max() > 1):
         raise ValueError(
             f"binary labels must lie in [0, 1], got values in [{y.min().item()}, {y.max().item()}]; "
@@ -56,6 +65,7 @@ def _check_class_labels(z: Tensor, y: Tensor) -> None:
         )
     if y.dtype.is_floating_point or y.dtype == torch.bool:
         raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}; use y.long()")
+    _nonempty(z, "the batch of logits")
     if y.numel() and (y.min() < 0 or y.max() >= z.shape[1]):
         raise ValueError(
             f"labels must lie in 0..{z.shape[1] - 1} for C={z.shape[1]} classes, "
@@ -228,6 +238,11 @@ def weighted_loss(losses: Mapping[str, Tensor] | Sequence[Tensor],
             f"need one lambda per loss and at least one loss, got {len(losses)} losses and "
             f"{len(lambdas)} lambdas"
         )
+    for i, lam in enumerate(lambdas):
+        lam_f = float(torch.as_tensor(lam).detach())
+        if not math.isfinite(lam_f) or lam_f < 0:
+            raise ValueError(f"lambda {i} is {lam!r}: every weight λ must be a finite number >= 0 "
+                             "(0 switches a loss off)")
     for i, loss in enumerate(losses):
         if torch.as_tensor(loss).ndim != 0:
             raise ValueError(

@@ -13,7 +13,9 @@ returns a usable model. Widgets (``mmcourse.widgets``) attach here; ``fit`` itse
 from __future__ import annotations
 
 import copy
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -118,6 +120,42 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int =
             "acc": (logits.argmax(-1) == labels).float().mean().item()}
 
 
+def _check_config(config: FitConfig) -> None:
+    """Raise ``ValueError`` naming the field and a sensible value for a config that cannot train."""
+    for name, low in (("epochs", 1), ("batch_size", 1)):
+        v = getattr(config, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"FitConfig.{name}={v!r}: needs an integer >= {low} (e.g. {name}=10)")
+    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
+        raise ValueError(f"FitConfig.lr={config.lr!r}: needs a finite number > 0, e.g. 1e-3")
+    if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
+        raise ValueError(f"FitConfig.patience={config.patience!r}: use None (no early stopping) or an integer >= 1")
+
+
+def _check_split(name: str, split) -> None:
+    """Raise ``ValueError`` for an empty split, non-finite inputs or labels that are not class ids."""
+    if not (isinstance(split, (tuple, list)) and len(split) == 2):
+        raise ValueError(f"{name} must be a pair (inputs, labels), got {type(split).__name__}")
+    inputs, labels = split
+    labels = torch.as_tensor(labels)
+    n = num_rows(inputs)
+    if n == 0 or len(labels) == 0:
+        raise ValueError(f"{name} data is empty ({n} rows): pass at least one example"
+                         + ("; or pass val=None to train without validation" if name == "val" else ""))
+    if len(labels) != n:
+        raise ValueError(f"{name} has {n} input rows but {len(labels)} labels; pass matching (inputs, labels)")
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
+        raise ValueError(f"{name} labels must be a (N,) tensor of int64 class indices, got {labels.dtype} "
+                         f"of shape {tuple(labels.shape)}: use labels.long() (0 .. C-1)")
+    if labels.min() < 0:
+        raise ValueError(f"{name} labels must be class indices 0 .. C-1, found {int(labels.min())}")
+    for key, x in (inputs.items() if isinstance(inputs, dict) else [("inputs", inputs)]):
+        if x.dtype.is_floating_point and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} {key} contain {bad} NaN/inf values: clean or impute them first "
+                             "(e.g. torch.nan_to_num), they would turn every weight into NaN")
+
+
 def _is_test_labels(labels: Tensor) -> bool:
     import sys
     av = sys.modules.get("mmcourse.data.av")  # only test splits handed out by the data layer count
@@ -144,7 +182,12 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     Returns:
         history with per-epoch lists ``train_loss``, ``val_loss``, ``val_acc``, ``seconds``,
         ``samples_per_s``; with val data also ``best_epoch`` and ``best_val_acc``, and
-        ``stopped_early`` when patience ran out.
+        ``stopped_early`` when patience ran out, and ``diverged`` (True when the training loss
+        became NaN/inf: ``fit`` warns once and stops before that update).
+
+    Raises:
+        ValueError: empty data, NaN/inf inputs, labels that are not int64 class indices,
+            epochs/batch_size < 1, lr <= 0, or a test split passed as validation data.
 
     Model selection is on validation, never on test: with ``val`` given (and
     ``config.restore_best``, the default) the returned model holds the weights of the epoch with
@@ -152,13 +195,16 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     accuracy can swing by tens of points between epochs; the last epoch is a lottery ticket.
     """
     config = config or FitConfig()
+    _check_config(config)
+    _check_split("train", train)
+    if val is not None:
+        _check_split("val", val)
     device = pick_device(config.device)
     loss_fn = loss_fn or _default_loss
     g = torch.Generator().manual_seed(config.seed)
     X, y = to_device(train[0], device), train[1].to(device)
     n = num_rows(X)
-    if len(y) != n:
-        raise ValueError(f"train has {n} input rows but {len(y)} labels; pass matching (inputs, labels)")
+    diverged = False
     if val is not None and _is_test_labels(val[1]):
         raise ValueError("the validation labels passed to fit are a test split's (load_av_digits('test')): "
                          "fit selects the best epoch on validation data, so pass the 'val' split; "
@@ -185,6 +231,13 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
             idx = idx.to(device)
             with _autocast(device, config.amp):
                 loss = loss_fn(step_model(take(X, idx)), y[idx])
+            if not torch.isfinite(loss.detach()).all():  # diverged: stop before the step ruins the weights
+                diverged = state.stop = True
+                warnings.warn(
+                    f"training loss became {loss.item()} at epoch {epoch}, step {state.step}: the run "
+                    f"diverged (learning rate {config.lr:g} too high?). Training stopped before that "
+                    "update; lower the learning rate (e.g. 10x) or set grad_clip.", RuntimeWarning, stacklevel=2)
+                break
             opt.zero_grad(set_to_none=True)
             loss.backward()
             _call(callbacks, "on_after_backward", state)
@@ -198,7 +251,9 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
             if state.stop:
                 break
         seconds = time.perf_counter() - t0
-        history["train_loss"].append(total / max(seen, 1))
+        if seen == 0:  # diverged on the epoch's first batch: nothing to report for it
+            break
+        history["train_loss"].append(total / seen)
         history["seconds"].append(seconds)
         history["samples_per_s"].append(seen / seconds)
         if val is not None:
@@ -217,6 +272,7 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         if config.patience is not None and val is not None and bad_epochs >= config.patience:
             history["stopped_early"] = True
             break
+    history["diverged"] = diverged
     if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)  # select on validation: the best epoch, not the last
     model.eval()

@@ -196,3 +196,17 @@ def test_errors():
         L.sgd_step([w], [None], lr=0.1)
     with pytest.raises(ValueError, match="same shape"):
         L.sgd_step([w], [torch.zeros(3)], lr=0.1)
+
+
+def test_degenerate_inputs_raise_naming_the_fix():
+    z = torch.zeros(0, 3)
+    with pytest.raises(ValueError, match="empty"):
+        L.softmax_ce(z, torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        L.bce_with_logits(torch.zeros(0), torch.zeros(0))
+    with pytest.raises(ValueError, match="NaN"):
+        L.bce_with_logits(torch.zeros(2), torch.tensor([1.0, float("nan")]))
+    for bad in (float("nan"), -0.5, float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            L.weighted_loss({"a": torch.tensor(1.0), "b": torch.tensor(2.0)}, {"a": 1.0, "b": bad})
+    assert L.weighted_loss([torch.tensor(1.0), torch.tensor(2.0)], [0.0, 0.5]).item() == 1.0

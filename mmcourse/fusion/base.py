@@ -24,10 +24,16 @@ class Fusion(nn.Module):
 
     def __init__(self, dims: dict[str, int], out_dim: int):
         super().__init__()
-        if not dims or any(int(d) < 1 for d in dims.values()):
-            raise ValueError(f"dims must map each modality to a positive size, got {dims}")
-        if out_dim < 1:
-            raise ValueError(f"out_dim must be >= 1, got {out_dim}")
+        if not isinstance(dims, dict) or not dims:
+            raise ValueError(f"dims must be a non-empty dict modality -> feature size, e.g. {{'audio': 16}}, got {dims!r}")
+        for k, d in dims.items():
+            if not isinstance(k, str):
+                raise TypeError(f"dims keys are modality names (str), got {k!r}")
+            if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+                raise ValueError(f"dims[{k!r}]={d!r}: a feature size must be a positive integer "
+                                 f"(not rounded for you), e.g. dims={{{k!r}: 16}}")
+        if isinstance(out_dim, bool) or not isinstance(out_dim, int) or out_dim < 1:
+            raise ValueError(f"out_dim={out_dim!r}: must be a positive integer")
         self.dims = {k: int(dims[k]) for k in sorted(dims)}
         self.keys = list(self.dims)
         self.out_dim = out_dim
@@ -56,8 +62,14 @@ class Fusion(nn.Module):
         batch = {k: feats[k].shape[0] if feats[k].dim() else None for k in present}
         for k in present:
             x = feats[k]
+            if not isinstance(x, Tensor):
+                raise TypeError(f"{k!r} features must be a torch.Tensor, got {type(x).__name__}")
             if x.dim() != 2 or x.shape[1] != self.dims[k]:
                 raise ValueError(f"{k!r} features must be (B, {self.dims[k]}), got {tuple(x.shape)}")
+            param = next(self.parameters(), None)
+            if param is not None and x.dtype != param.dtype:
+                raise TypeError(f"{k!r} features are {x.dtype} but this {type(self).__name__}'s weights are "
+                                f"{param.dtype}: convert one of them, e.g. feats[{k!r}].float() or fusion.double()")
             if not torch.isfinite(x).all():
                 raise ValueError(f"{k!r} features contain NaN or inf; check that modality's input "
                                  "and encoder (e.g. torch.nan_to_num on the raw data)")

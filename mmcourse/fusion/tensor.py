@@ -29,6 +29,8 @@ class TensorFusion(Fusion):
 
     def __init__(self, dims: dict[str, int], out_dim: int, proj: int | None = 16, hidden: int = 64):
         super().__init__(dims, out_dim)
+        if proj is not None and (isinstance(proj, bool) or not isinstance(proj, int) or proj < 1):
+            raise ValueError(f"TensorFusion proj={proj!r}: a positive integer, or None for no projection")
         self.proj = nn.ModuleDict({k: nn.Linear(d, proj) if proj else nn.Identity() for k, d in self.dims.items()})
         size = math.prod((proj or d) + 1 for d in self.dims.values())
         self.head = nn.Sequential(nn.Linear(size, hidden), nn.ReLU(), nn.Linear(hidden, out_dim))
@@ -55,6 +57,9 @@ class LowRankTensorFusion(Fusion):
 
     def __init__(self, dims: dict[str, int], out_dim: int, rank: int = 4, hidden: int = 64):
         super().__init__(dims, out_dim)
+        for name, v in (("rank", rank), ("hidden", hidden)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"LowRankTensorFusion {name}={v!r}: must be a positive integer (e.g. rank=4)")
         # ParameterDict, not a list: the optimiser must see (and train) every factor.
         self.factors = nn.ParameterDict({
             k: nn.Parameter(torch.randn(rank, d + 1, hidden) * math.sqrt(2.0 / (d + 1 + hidden)))
