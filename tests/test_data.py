@@ -194,3 +194,89 @@ def test_real_extraction_from_a_wheel(tmp_path):
     finally:
         _store.subprocess.run = saved
     assert dest.read_bytes() == payload
+
+
+_PREPARE_SLOWLY = r"""
+import shutil, sys, time
+from pathlib import Path
+from mmcourse.data import _store
+real = Path(sys.argv[1])
+def slow_fetch(spec, dest):  # the wheel's bytes from the real cache, written slowly to widen races
+    def write(out):
+        data = (real / spec.name).read_bytes()
+        for i in range(0, len(data), 1 << 18):
+            out.write(data[i:i + (1 << 18)]); time.sleep(0.01)
+    _store._atomic_write(dest, write)
+_store.fetch_wheel_member = slow_fetch
+_store.prepare(verbose=False)
+print("ok")
+"""
+
+
+def test_two_concurrent_preparations_into_one_empty_cache_both_succeed(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MMCOURSE_DATA": str(tmp_path / "shared"), "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _PREPARE_SLOWLY, str(_store.data_dir())], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    names = sorted(f.name for f in (tmp_path / "shared").iterdir())
+    assert names == sorted(["digits8.npz", "fsdd_digits_mfcc.npz", "mnist_5k.npz",
+                            "rotten_tomatoes_corpus_full.csv.bz2"]), names  # no temp files left
+    for spec in _store.WHEEL_FILES.values():
+        assert _store.sha256_file(tmp_path / "shared" / spec.name) == spec.sha256
+
+
+def test_unwritable_data_folder_names_the_folder_and_mmcourse_data(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MMCOURSE_DATA", str(blocker / "data"))
+    with pytest.raises(DataError, match=r"cannot write to the data folder.*MMCOURSE_DATA"):
+        _store.ensure("digits8")
+    # an existing folder that refuses writes (root ignores chmod, so refuse at the temp file)
+    monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path / "ro"))
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(_store.tempfile, "mkstemp", refuse)
+    with pytest.raises(DataError, match=r"ro \(Permission denied\).*export MMCOURSE_DATA"):
+        _store.ensure("digits8")
+
+
+def test_array_cache_with_right_bytes_but_wrong_shape_is_rebuilt(tmp_data):
+    path, _ = tmp_data
+    prepare(verbose=False)
+    X, y = load_mnist()
+    with np.load(path / "mnist_5k.npz") as z:
+        raw_X, raw_y = z["X"], z["y"]
+    np.savez(path / "mnist_5k.npz", X=raw_X.reshape(784, 5000), y=raw_y)  # same bytes, garbage shape
+    X2, _ = load_mnist()
+    assert X2.shape == (5000, 28, 28) and np.array_equal(X2, X)
+    np.savez(path / "mnist_5k.npz", X=raw_X.view(np.int8), y=raw_y)  # same bytes, another dtype
+    X3, _ = load_mnist()
+    assert np.array_equal(X3, X)
+
+
+def test_minilm_files_are_verified(monkeypatch):
+    from mmcourse.data import text
+
+    text.verify_minilm(text.minilm_path())  # the installed package is intact
+    monkeypatch.setitem(text.MINILM_SHA256, "config.json", "0" * 64)
+    with pytest.raises(DataError, match="config.json is corrupt.*force-reinstall"):
+        text.verify_minilm(text.minilm_path())
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    ({"max_length": 1000}, ValueError, "512"), ({"max_length": 0}, ValueError, "max_length=0"),
+    ({"batch_size": 0}, ValueError, "batch_size=0"),
+])
+def test_embed_texts_bounds(kwargs, exc, match):
+    from mmcourse.data import embed_texts
+
+    with pytest.raises(exc, match=match):
+        embed_texts(["a film"], **kwargs)
+    with pytest.raises(TypeError, match="needs strings"):
+        embed_texts(["a film", 3])

@@ -1,11 +1,13 @@
-"""Checks the notebooks call: ``mmcourse.check.cmp(...)`` and ``mmcourse.check.<exercise>(fn)``.
+"""Checks the notebooks call: ``check.cmp(...)``, ``check.<exercise>(fn)``, ``check.hint(name)``
+and ``check.solution(name)``.
 
-``core`` holds the machinery (``cmp``, the ``exercise`` decorator); each lesson adds one module of
-checkers and one import line in the marked block below.
+``core`` holds the machinery (``cmp``, the ``exercise`` decorator, ``hint``, ``solution``); each
+lesson adds one module of checkers and one import line in the marked block below; the reference
+solutions live in ``solutions.py``, one function per exercise, under the exercise's name.
 """
 
-from mmcourse.check.core import (NotSolved, Wrong, attempt, cmp, exercise, expect_close,
-                                 with_hand_backward)
+from mmcourse.check.core import (REGISTRY, Exercise, NotSolved, Wrong, attempt, cmp, exercise,
+                                 expect_close, hint, matches, solution, with_hand_backward)
 
 # --- lesson checkers: one import line per lesson module (keep sorted by notebook number) -----
 from mmcourse.check.tour import cosine_similarity_matrix, mean_image_per_digit  # notebook 00
@@ -16,18 +18,21 @@ from mmcourse.check.pretraining import (alignment_uniformity, attack_success_rat
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
 from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
-from mmcourse.check.compression import (ece, grad_times_input, kd_loss,  # notebooks 09-11
-                                        pool_token_logits, prune_mask, two_input_model)
+from mmcourse.check.compression import kd_loss, prune_mask  # notebook 09
+from mmcourse.check.evaluation import (ece, grad_times_input, pool_token_logits,  # notebooks 10-11
+                                       two_input_model)
 # --- end of lesson checkers ------------------------------------------------------------------
 
-# every name imported above, sorted; add a lesson's checkers here too
+EXERCISES: tuple[str, ...] = tuple(REGISTRY)  # every exercise's name, in notebook order
+
+# every name imported or defined above, sorted; add a lesson's checkers here too
 __all__ = [
     "with_hand_backward",
     "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
     "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
-    "exercise", "expect_close", "f1_from_confusion", "grad_times_input", "kd_loss",
-    "knn_accuracy", "lora_forward", "lora_merge", "mean_image_per_digit", "NotSolved",
-    "ogm_coefficient", "outer_with_one", "pool_token_logits", "prune_mask", "recall_at_k",
-    "stable_log_softmax", "symmetric_info_nce", "tanh_net_grads", "two_input_model",
-    "weighted_sum", "Wrong",
+    "Exercise", "EXERCISES", "exercise", "expect_close", "f1_from_confusion", "grad_times_input",
+    "hint", "kd_loss", "knn_accuracy", "lora_forward", "lora_merge", "matches",
+    "mean_image_per_digit", "NotSolved", "ogm_coefficient", "outer_with_one", "pool_token_logits",
+    "prune_mask", "recall_at_k", "REGISTRY", "solution", "stable_log_softmax",
+    "symmetric_info_nce", "tanh_net_grads", "two_input_model", "weighted_sum", "Wrong",
 ]

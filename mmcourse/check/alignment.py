@@ -1,11 +1,14 @@
-"""Exercise checkers for notebooks 07 (contrastive alignment) and 08 (fine-tuning, LoRA)."""
+"""Exercise checkers for notebooks 07 (contrastive alignment) and 08 (fine-tuning, LoRA).
+
+Reference solutions: ``solutions.py``.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
 
 
 def _pairs(seed: int = 0, B: int = 4, D: int = 3):
@@ -16,30 +19,52 @@ def _pairs(seed: int = 0, B: int = 4, D: int = 3):
 
 def _clip(a, b, s):
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    logits = s * a @ b.T
+    logits = s * a @ b.T  # (B, B)
     t = torch.arange(len(a))
     return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2, logits, t
 
 
-@exercise(hint="normalise a and b, logits = scale * a @ b.T (B, B), targets = arange(B); average "
-               "cross_entropy(logits, targets) and cross_entropy(logits.T, targets).",
+# ---------------------------------------------------------------------------------- notebook 07
+@exercise(task="(a, b, scale) -> scalar: the symmetric InfoNCE (CLIP) loss for (B, D) embeddings "
+               "a, b, not yet unit length",
+          hints=("Row i of a belongs with row i of b. Which similarity does CLIP use, and what "
+                 "must happen to the embeddings for it?",
+                 "With unit rows, scale times the (B, B) matrix of all pairwise dot products are "
+                 "the logits; the right 'class' of row i is column i.",
+                 "That cross-entropy is the a→b direction. The loss is symmetric: do the same for "
+                 "b→a (think about which matrix that is) and combine the two."),
           success="symmetric InfoNCE: each row and each column picks its partner.")
 def symmetric_info_nce(fn) -> None:
     """Check ``fn(a, b, scale) -> scalar`` for (B, D) embeddings a, b (not yet normalised)."""
     a, b = _pairs()
     got = attempt(fn, a, b, 10.0)
     want, logits, t = _clip(a, b, 10.0)
-    one_way = F.cross_entropy(logits, t)
-    if torch.as_tensor(got).numel() == 1 and torch.isclose(torch.as_tensor(got, dtype=torch.float64), one_way):
-        raise Wrong("that is only the a→b direction; CLIP averages it with b→a (the transpose).")
-    raw = (F.cross_entropy(10.0 * a @ b.T, t) + F.cross_entropy(10.0 * b @ a.T, t)) / 2
-    if torch.as_tensor(got).numel() == 1 and torch.isclose(torch.as_tensor(got, dtype=torch.float64), raw):
-        raise Wrong("the embeddings must be L2-normalised first (cosine similarity).")
-    expect_close(torch.as_tensor(got).reshape(()), want, "the loss")
+    got_t = torch.as_tensor(got, dtype=torch.float64)
+    if got_t.numel() == 1:
+        got_t = got_t.reshape(())
+        mistakes = ((F.cross_entropy(logits, t), "that is only the a→b direction; CLIP averages "
+                                                 "it with b→a (the transpose)."),
+                    (F.cross_entropy(logits.T, t), "that is only the b→a direction; CLIP averages "
+                                                   "it with a→b."),
+                    ((F.cross_entropy(10.0 * a @ b.T, t) + F.cross_entropy(10.0 * b @ a.T, t)) / 2,
+                     "the embeddings must be L2-normalised first (cosine similarity)."),
+                    (2 * want, "you summed the two directions; CLIP averages them."),
+                    (_clip(a, b, 1.0)[0], "you left out the scale: the logits are scale × cosine."))
+        for value, message in mistakes:
+            if matches(got_t, value):
+                raise Wrong(message)
+    expect_close(got_t, want, "the loss")
 
 
-@exercise(hint="sim = queries @ gallery.T; top = sim.topk(k, dim=1).indices (N, k); a hit is "
-               "(gallery_labels[top] == query_labels[:, None]).any(1); return the mean as a float.",
+@exercise(task="(queries, gallery, query_labels, gallery_labels, k) -> float: recall@k for unit "
+               "vectors",
+          hints=("Rank the gallery for every query by similarity: one (N, G) matrix. The vectors "
+                 "are already unit length.",
+                 "Tensor.topk(k, dim=1) gives each query's k most similar gallery indices; look "
+                 "up their labels, (N, k).",
+                 "A query is found if at least one of its k labels equals its own label (compare "
+                 "against query_labels with a broadcastable shape); recall is the mean over "
+                 "queries."),
           success="recall@k counts a query as found when any of its k neighbours is right.")
 def recall_at_k(fn) -> None:
     """Check ``fn(queries, gallery, query_labels, gallery_labels, k) -> float`` (unit vectors)."""
@@ -50,11 +75,17 @@ def recall_at_k(fn) -> None:
     for k, want in ((1, 2 / 3), (2, 1.0)):
         got = float(attempt(fn, q, g, ql, gl, k))
         if k == 1 and abs(got) < 1e-6:
-            raise Wrong("recall@1 came out 1/3: did you take the *least* similar item (topk largest=False)?")
+            raise Wrong("recall@1 came out 0: did you take the *least* similar item (topk largest=False)?")
+        if k == 2 and abs(got) < 1e-6:
+            raise Wrong("recall@2 came out 0: a query counts as found when *any* of its k "
+                        "neighbours has its label, not all of them.")
+        if abs(got - want * 3) < 1e-6 and want != 0:
+            raise Wrong(f"recall@{k} came out {got:g}: return the fraction of queries found, not the count.")
         if abs(got - want) > 1e-6:
             raise Wrong(f"recall@{k} should be {want:.3f} on the test case, got {got:.3f}.")
 
 
+# ---------------------------------------------------------------------------------- notebook 08
 def _lora_case():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 5, generator=g, dtype=torch.float64)
@@ -63,23 +94,47 @@ def _lora_case():
     return x, W, b, A, B, 8.0, 2
 
 
-@exercise(hint="y = x @ W.T + b + (alpha / r) * (x @ A.T) @ B.T with A: (r, in), B: (out, r).",
+@exercise(task="(x, W, b, A, B, alpha, r) -> (N, out): the LoRA forward pass of the section above",
+          hints=("There are two paths: the frozen layer, and the low-rank path through A then B. "
+                 "What does each do to x, and how are they combined?",
+                 "The frozen path is the ordinary linear layer. The low-rank path maps x to r "
+                 "dims with A and back to out dims with B; check the shapes: A is (r, in), B is "
+                 "(out, r).",
+                 "Only the low-rank path is scaled, by the factor from the section (it involves "
+                 "alpha and r); add it to the frozen path."),
           success="the frozen path plus the scaled low-rank path.")
 def lora_forward(fn) -> None:
     """Check ``fn(x, W, b, A, B, alpha, r) -> (N, out)``."""
     x, W, b, A, B, alpha, r = _lora_case()
     got = attempt(fn, x, W, b, A, B, alpha, r)
-    if torch.as_tensor(got).shape == (2, 3) and torch.allclose(torch.as_tensor(got), x @ W.T + b + x @ A.T @ B.T):
-        raise Wrong("the low-rank path must be scaled by alpha / r.")
-    expect_close(got, x @ W.T + b + (alpha / r) * x @ A.T @ B.T, "y")
+    frozen, low = x @ W.T + b, x @ A.T @ B.T  # (2, 3) each
+    mistakes = ((frozen + low, "the low-rank path must be scaled by alpha / r."),
+                (frozen + (r / alpha) * low, "the scaling is alpha / r, not r / alpha."),
+                (x @ W.T + (alpha / r) * low, "you dropped the frozen layer's bias b."),
+                ((alpha / r) * (frozen + low), "scale only the low-rank path, not the frozen one."))
+    for value, message in mistakes:
+        if matches(got, value):
+            raise Wrong(message)
+    expect_close(got, frozen + (alpha / r) * low, "y")
 
 
-@exercise(hint="the update to W is (alpha / r) * B @ A, shape (out, in) like W.",
+@exercise(task="(W, A, B, alpha, r) -> (out, in): the single merged weight W' of the section above",
+          hints=("W' must compute, for every x, what the frozen path plus the scaled low-rank path "
+                 "compute together. Write that sum for one x without the bias.",
+                 "Both paths are linear in x, so factor x out: W' is W plus one matrix, which must "
+                 "have W's shape (out, in). Which product of A and B has that shape?"),
           success="merged: one matrix again, no extra cost at inference.")
 def lora_merge(fn) -> None:
     """Check ``fn(W, A, B, alpha, r) -> W'`` with W' x = W x + (α/r) B A x."""
     _, W, _, A, B, alpha, r = _lora_case()
     got = attempt(fn, W, A, B, alpha, r)
-    if torch.as_tensor(got).shape == W.shape and torch.allclose(torch.as_tensor(got), W + B @ A):
-        raise Wrong("forgot the scaling alpha / r.")
+    mistakes = ((W + B @ A, "forgot the scaling alpha / r."),
+                (W + (r / alpha) * B @ A, "the scaling is alpha / r, not r / alpha."),
+                ((alpha / r) * B @ A, "that is only the update; W' is W plus the update."))
+    for value, message in mistakes:
+        if matches(got, value):
+            raise Wrong(message)
+    if tuple(torch.as_tensor(got).shape) == tuple(W.shape[::-1]):
+        raise Wrong(f"the merged weight has shape {tuple(W.shape[::-1])}; it needs W's shape "
+                    f"{tuple(W.shape)}, (out, in).")
     expect_close(got, W + (alpha / r) * B @ A, "the merged weight")

@@ -1,27 +1,35 @@
-"""Checking tools for the notebooks: ``cmp`` for hand-vs-autograd results and ``exercise``.
+"""Checking tools for the notebooks: ``cmp`` for hand-vs-autograd results, and the exercises.
 
 ``cmp`` is the gradient check from Karpathy's makemore lectures: print whether a hand-derived
 tensor equals the reference exactly, approximately, and by how much it differs at worst.
 
-``exercise`` turns a small test function into an exercise checker with three outcomes, so an
-unsolved stub never breaks a "Run all":
+``exercise`` turns a small test function into an ``Exercise`` checker. A checker prints one line
+and returns None (so a notebook shows no ``Out[n]``), and an unsolved stub never breaks a
+"Run all":
 
-    ==========================  =================================  =======
-    learner's answer            printed                            returns
-    ==========================  =================================  =======
-    stub (raises                "not yet solved" + the hint        None
+    ==========================  ==========================================================
+    learner's answer            printed
+    ==========================  ==========================================================
+    stub (raises                "not yet solved" + the task only: no formula, no hint
     NotImplementedError or
     returns None)
-    wrong                       what is wrong + the hint           False
-    right                       a short confirmation               True
-    ==========================  =================================  =======
+    wrong, or crashed           the specific mistake where recognised + the next hint
+    right                       a short confirmation
+    ==========================  ==========================================================
 
-Lesson checkers (``basics.py`` for notebooks 01-02, ...) are written with it.
+Hints are graded: the 1st wrong attempt shows hint 1, the 2nd hint 2, and so on, staying on the
+last; ``hint(name)`` shows the next one without an attempt. ``solution(name)`` prints the source
+of the reference in ``solutions.py``, but only after a real attempt (or with ``force=True``).
+The counts live in the checker, per kernel. For tests, ``check.kd_loss.last`` is the outcome of
+the latest call: True (right), False (wrong or crashed) or None (stub, or never called).
+
+Lesson checkers (``basics.py`` for notebooks 01-02, ...) are written with ``exercise``.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -111,37 +119,131 @@ def expect_close(got, want, what: str, *, atol: float = 1e-6, rtol: float = 1e-5
         raise Wrong(f"{what} is off by up to {diff:.3g}.")
 
 
-def exercise(hint: str, success: str = "correct") -> Callable:
-    """Decorator: make ``test(learner_fn, ...)`` into a checker that prints and never raises.
+def matches(got, candidate, *, atol: float = 1e-6, rtol: float = 1e-5) -> bool:
+    """True when ``got`` has ``candidate``'s shape and values (nan matching nan): spots a known mistake."""
+    try:
+        got_t = torch.as_tensor(got).detach().to(torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    cand_t = torch.as_tensor(candidate).detach().to(torch.float64)
+    return got_t.shape == cand_t.shape and torch.allclose(got_t, cand_t, atol=atol, rtol=rtol,
+                                                          equal_nan=True)
+
+
+def _fn_label(fn) -> str:
+    """The learner's function as it is called in the notebook, e.g. ``my_kd_loss``."""
+    name = getattr(fn, "__name__", "")
+    return name if name.isidentifier() else "your function"
+
+
+class Exercise:
+    """One exercise's checker: ``check.kd_loss(my_kd_loss)`` prints the outcome, returns None.
+
+    Per kernel it remembers ``last`` (the outcome of the latest call: True right, False wrong or
+    crashed, None a stub or never called), ``tried`` (a real attempt was made) and how many hints
+    it has shown; ``reset()`` forgets all three.
+    """
+
+    def __init__(self, test: Callable, task: str, hints: tuple[str, ...], success: str):
+        if not hints:
+            raise ValueError(f"exercise {test.__name__!r} needs at least one hint")
+        functools.update_wrapper(self, test)
+        self.name, self.test, self.task, self.hints, self.success = (
+            test.__name__, test, task, tuple(hints), success)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the attempts and hints of this kernel (start the exercise over)."""
+        self.last: bool | None = None
+        self.tried = False
+        self.hints_shown = 0
+
+    def next_hint(self) -> str:
+        """The next hint, numbered; after the last one it stays on the last one."""
+        i = min(self.hints_shown, len(self.hints) - 1)
+        self.hints_shown += 1
+        text = f"Hint {i + 1} of {len(self.hints)}: {self.hints[i]}"
+        if i == len(self.hints) - 1:
+            text += f' (That is the last hint; check.solution("{self.name}") shows one solution.)'
+        return text
+
+    def __call__(self, fn, *args, **kwargs) -> None:
+        try:
+            self.test(fn, *args, **kwargs)
+        except NotSolved:
+            self.last = None
+            print(f"[ ] {self.name}: not yet solved. Task: fill in {_fn_label(fn)}{self.task}. "
+                  f'Run this cell again when done; stuck after trying? check.hint("{self.name}").')
+            return None
+        except Wrong as e:
+            what = f"not quite. {e}"
+        except Exception as e:  # the learner's code crashed: report, don't raise
+            what = f"your code raised {type(e).__name__}: {e}."
+        else:
+            self.last = self.tried = True
+            print(f"[ok] {self.name}: {self.success}")
+            return None
+        self.last, self.tried = False, True
+        print(f"[x] {self.name}: {what}\n    {self.next_hint()}")
+        return None
+
+    def __repr__(self) -> str:
+        return f"<exercise {self.name}: {len(self.hints)} hints, last outcome {self.last}>"
+
+
+REGISTRY: dict[str, Exercise] = {}  # every exercise by name, in the order the lessons define them
+
+
+def exercise(task: str, hints: tuple[str, ...] | list[str], success: str = "correct") -> Callable:
+    """Decorator: make ``test(learner_fn, ...)`` into an ``Exercise`` checker and register it.
 
     The test calls the learner's code through ``attempt`` and signals mistakes by raising
-    ``Wrong`` (``expect_close`` does). The checker prints one of three outcomes and returns
-    None (not yet solved), False (wrong) or True (right).
+    ``Wrong`` (``expect_close`` does), with a message naming the specific mistake where one is
+    recognised.
 
     Args:
-        hint: printed when the answer is missing or wrong.
+        task: what to write, after the learner's function name: ``"(z) -> (B, C): ..."``. States
+            the task only: no formula, no recipe.
+        hints: ordered from a pointer to concrete; none may contain the whole solution.
         success: printed after the check mark when the answer is right.
     """
-    def decorate(test: Callable) -> Callable:
-        name = test.__name__
-
-        @functools.wraps(test)
-        def checker(*args, **kwargs) -> bool | None:
-            try:
-                test(*args, **kwargs)
-            except NotSolved:
-                print(f"[ ] {name}: not yet solved. Hint: {hint}")
-                return None
-            except Wrong as e:
-                print(f"[x] {name}: not quite. {e} Hint: {hint}")
-                return False
-            except Exception as e:  # the learner's code crashed: report, don't raise
-                print(f"[x] {name}: your code raised {type(e).__name__}: {e}. Hint: {hint}")
-                return False
-            print(f"[ok] {name}: {success}")
-            return True
-
-        return checker
+    def decorate(test: Callable) -> Exercise:
+        ex = Exercise(test, task, tuple(hints), success)
+        REGISTRY[ex.name] = ex
+        return ex
 
     return decorate
 
+
+def _lookup(name) -> Exercise:
+    if isinstance(name, Exercise):
+        return name
+    if name not in REGISTRY:
+        raise KeyError(f"no exercise {name!r}; the exercises are: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def hint(name: str) -> None:
+    """Print the next hint of exercise ``name`` without an attempt (shares the wrong-answer count)."""
+    ex = _lookup(name)
+    print(f"{ex.name}: {ex.next_hint()}")
+
+
+def solution(name: str, force: bool = False) -> None:
+    """Print the source of the reference solution, once the learner has tried (or with ``force``).
+
+    Raises:
+        KeyError: ``name`` is not an exercise, or has no reference solution.
+    """
+    from mmcourse.check import solutions  # imported late: nothing else needs the solutions
+
+    ex = _lookup(name)
+    ref = getattr(solutions, ex.name, None)
+    if ref is None:
+        raise KeyError(f"exercise {ex.name!r} has no reference solution in mmcourse.check.solutions")
+    if not (ex.tried or force):
+        print(f"[?] {ex.name}: try it first: run the checker on your attempt, or ask "
+              f'check.hint("{ex.name}"). To see it anyway: check.solution("{ex.name}", force=True).')
+        return
+    print(f"One solution of {ex.name} (mmcourse/check/solutions.py):\n")
+    print(inspect.getsource(ref))
