@@ -24,6 +24,22 @@ from torch import Tensor
 
 
 # ---------------------------------------------------------------------------------- validation
+def _float(x, name: str) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; wrap it with torch.tensor(...)")
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}; use {name}.float()")
+
+
+def _binary_labels(y, like: Tensor) -> Tensor:
+    """Labels as ``like``'s float dtype (0/1 ints and bools are fine), checked."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"labels y must be a torch.Tensor, got {type(y).__name__}")
+    y = y.to(like.dtype)
+    _check_binary_labels(y)
+    return y
+
+
 def _same_shape(a: Tensor, b: Tensor, names: str) -> None:
     if a.shape != b.shape:
         raise ValueError(
@@ -57,6 +73,9 @@ def _check_probabilities(p: Tensor) -> None:
 
 
 def _check_class_labels(z: Tensor, y: Tensor) -> None:
+    _float(z, "logits z")
+    if not isinstance(y, Tensor):
+        raise TypeError(f"labels y must be a torch.Tensor of class indices, got {type(y).__name__}")
     if z.ndim != 2:
         raise ValueError(f"logits must be (B, C), got shape {tuple(z.shape)}; add a batch dim with z[None]")
     if y.shape != (z.shape[0],):
@@ -102,9 +121,10 @@ def bce(p: Tensor, y: Tensor) -> Tensor:
     Returns:
         scalar tensor, the mean over all elements.
     """
+    _float(p, "p")
     _same_shape(p, y, "p and y")
     _check_probabilities(p)
-    _check_binary_labels(y)
+    y = _binary_labels(y, p)
     return -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
 
 
@@ -122,15 +142,16 @@ def bce_with_logits(z: Tensor, y: Tensor) -> Tensor:
     Returns:
         scalar tensor, the mean over all elements.
     """
+    _float(z, "z")
     _same_shape(z, y, "z and y")
-    _check_binary_labels(y)
+    y = _binary_labels(y, z)
     return (z.clamp(min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()
 
 
 def bce_grad_prob(p: Tensor, y: Tensor) -> Tensor:
     """dL/dp of the mean BCE, in probability space: -(1/N) (y/p - (1-y)/(1-p)).
 
-    This is the form the source material writes; chained with dp/dθ it gives
+    This is the probability-space form (differentiate through p first); chained with dp/dθ it gives
     dL/dθ = -(1/N) Σ (yᵢ/pᵢ - (1-yᵢ)/(1-pᵢ)) dpᵢ/dθ. It is inf/nan when p hits 0 or 1.
 
     Args:
@@ -139,9 +160,10 @@ def bce_grad_prob(p: Tensor, y: Tensor) -> Tensor:
     Returns:
         same shape as ``p``.
     """
+    _float(p, "p")
     _same_shape(p, y, "p and y")
     _check_probabilities(p)
-    _check_binary_labels(y)
+    y = _binary_labels(y, p)
     return -(y / p - (1 - y) / (1 - p)) / p.numel()
 
 
@@ -158,8 +180,9 @@ def bce_grad_logit(z: Tensor, y: Tensor) -> Tensor:
     Returns:
         same shape as ``z``.
     """
+    _float(z, "z")
     _same_shape(z, y, "z and y")
-    _check_binary_labels(y)
+    y = _binary_labels(y, z)
     return (sigmoid(z) - y) / z.numel()
 
 
@@ -176,8 +199,11 @@ def log_softmax(z: Tensor) -> Tensor:
     Returns:
         log-probabilities, same shape as ``z``.
     """
+    _float(z, "logits z")
     if z.ndim == 0:
         raise ValueError("log_softmax needs at least one dimension of classes; got a scalar")
+    if z.shape[-1] == 0:
+        raise ValueError(f"log_softmax needs at least one class in the last dimension, got shape {tuple(z.shape)}")
     m = z.max(dim=-1, keepdim=True).values.detach()  # (..., 1); a constant shift, no gradient needed
     shifted = z - m  # (..., C), every entry ≤ 0
     return shifted - torch.log(torch.exp(shifted).sum(dim=-1, keepdim=True))

@@ -294,6 +294,10 @@ display(table)
 # %% [markdown]
 # ## 6. Exercises
 #
+# *How the checkers work:* run the checker cell after writing your answer. A wrong answer gets a
+# specific message and a hint; `check.hint("mean_image_per_digit")` gives the next hint without an attempt, and
+# `check.solution("mean_image_per_digit")` shows a reference solution once you have tried.
+#
 # **Exercise 1.** Write `mean_image_per_digit(X, y)` that returns the average image of every
 # digit, shape `(10, H, W)`, for a float tensor `X` of shape `(N, H, W)` and labels `y` of shape
 # `(N,)`. Then plot `mean_image_per_digit(torch.from_numpy(X_img), torch.from_numpy(y_img))`.

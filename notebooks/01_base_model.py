@@ -168,6 +168,10 @@ grads_ok = all([check.cmp(f"dL/d{k}", hand[k], P64[k].grad, decimals=10) for k i
 # %% [markdown]
 # ### Exercise 1 · the same net with tanh hidden units
 #
+# *How the checkers work:* run the checker cell after writing your answer. A wrong answer gets a
+# specific message and a hint; `check.hint("tanh_net_grads")` gives the next hint without an attempt, and
+# `check.solution("tanh_net_grads")` shows a reference solution once you have tried.
+#
 # Replace $\sigma$ in the hidden layer by $\tanh$ (so $h=\tanh(Wx+b)$; the output stays
 # $\hat y=\sigma(w_h^\top h+b_h)$) and write all four gradients. Only one factor of
 # `backward_by_hand` changes — which one? ($\tanh'(a)=1-\tanh^2(a)$.)

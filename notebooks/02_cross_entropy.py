@@ -87,6 +87,10 @@ print(inspect.getsource(bce_grad_logit))
 # %% [markdown]
 # ### Exercise 1 · the logit gradient by hand
 #
+# *How the checkers work:* run the checker cell after writing your answer. A wrong answer gets a
+# specific message and a hint; `check.hint("bce_logit_grad_by_hand")` gives the next hint without an attempt, and
+# `check.solution("bce_logit_grad_by_hand")` shows a reference solution once you have tried.
+#
 # Write $\partial L/\partial z$ of the *mean* BCE over a batch of logits `z` (any shape). The checker
 # compares with autograd, including logits of $\pm10^4$, so use a sigmoid that does not overflow
 # (hint: `torch.sigmoid`, or `mmcourse.losses.sigmoid`).
