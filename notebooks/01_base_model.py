@@ -15,7 +15,7 @@
 # - move from one sigmoid output to ten softmax outputs with `nn.Module`.
 #
 # **Prerequisites:** Python, NumPy-style array code, the chain rule. No earlier notebook.
-# **Run time:** 5–15 s on a 2-core CPU (measured in quick and full mode); the 200 full-batch
+# **Run time:** 5–20 s on a 2-core CPU (measured: quick mode in `make test`, full mode in JupyterLab); the 200 full-batch
 # gradient steps on 600 digits are most of it.
 
 # %%

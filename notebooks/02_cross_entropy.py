@@ -15,7 +15,7 @@
 # - verify hand gradients with float64 `gradcheck`, and an optimiser step by hand.
 #
 # **Prerequisites:** notebook 01 (the base model), the chain rule.
-# **Run time:** 4–10 s on a 2-core CPU (measured in quick and full mode); sympy's algebra and
+# **Run time:** 4–25 s on a 2-core CPU (measured: quick mode in `make test`, full mode in JupyterLab); sympy's algebra and
 # the gradchecks take most of it.
 
 # %%
