@@ -71,3 +71,11 @@ def test_no_machine_paths_in_committed_outputs(path):
             hits = [p for p in _machine_paths() if p in text]
             assert not hits, (f"{path.name}, code cell {i + 1}: output shows a machine path ({hits[0]!r}); "
                               "print paths relative to the course or the cache (mmcourse.data._store.shown)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_title_comes_first(path):
+    """A learner (and the GitHub preview) sees the lesson's title before any set-up code."""
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith(f"# {path.name[:2]} · "), (
+        f"{path.name}: the first cell must be the title, '# {path.name[:2]} · ...'")
