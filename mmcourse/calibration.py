@@ -32,6 +32,12 @@ from mmcourse.train import Inputs, logits_of, predict
 
 
 # ---------------------------------------------------------------------------------- calibration
+def _is_test_labels(labels) -> bool:
+    import sys
+    av = sys.modules.get("mmcourse.data.av")  # only test splits handed out by the data layer count
+    return av is not None and av.is_test_labels(labels)
+
+
 def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[str, Tensor]:
     """Per-bin counts, mean confidence and accuracy of the top-class prediction.
 
@@ -47,6 +53,8 @@ def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[st
     probs, labels = torch.as_tensor(probs).double(), torch.as_tensor(labels).long()
     if probs.ndim != 2 or labels.shape != probs.shape[:1]:
         raise ValueError(f"probs must be (N, C) and labels (N,), got {tuple(probs.shape)} and {tuple(labels.shape)}")
+    if len(labels) == 0:
+        raise ValueError("probs and labels are empty: ECE needs at least one example")
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     if (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(len(probs), dtype=probs.dtype), atol=1e-4):
@@ -76,8 +84,26 @@ def fit_temperature(logits: Tensor, labels: Tensor, steps: int = 200) -> float:
     """The T > 0 minimising the cross-entropy of softmax(logits / T) (fit on validation data).
 
     Optimises log T with LBFGS, so T stays positive; the argmax (accuracy) never changes.
+    T > 1 means the raw model was overconfident on these data, T < 1 underconfident. T is a
+    choice made from labels, so it is fitted on validation data: a test split handed out by
+    ``load_av_digits`` raises ``ValueError`` (its ECE would then be measured on the data T was fitted to).
     """
-    logits, labels = torch.as_tensor(logits).double().detach(), torch.as_tensor(labels).long()
+    logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
+    if logits.ndim != 2 or logits.shape[1] < 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be (N, C) with C >= 2 and labels (N,), got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}")
+    if len(labels) < 2:
+        raise ValueError(f"fit_temperature needs at least 2 examples (a validation split), got {len(labels)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+    if not bool(torch.isfinite(logits.double()).all()):
+        raise ValueError("logits contain NaN or inf: temperature scaling needs finite logits")
+    if (labels < 0).any() or (labels >= logits.shape[1]).any():
+        raise ValueError(f"labels must lie in [0, {logits.shape[1]}) for {logits.shape[1]} logits per example")
+    if _is_test_labels(labels):
+        raise ValueError("fit_temperature got a test split's labels (load_av_digits('test')): the temperature is "
+                         "a choice made from labels, so fit it on the 'val' split and report ECE on test")
+    logits, labels = logits.double().detach(), labels.long()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps, line_search_fn="strong_wolfe")
 

@@ -141,8 +141,17 @@ def fingerprint(key: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _summary(key: dict, limit: int = 6) -> str:
-    items = [f"{k}={v}" for k, v in key.items() if isinstance(v, (bool, int, float, str))]
+def _summary(key: dict, limit: int = 8) -> str:
+    """'epochs=8, lr=0.003, ..., train data' — the settings a learner would change, flattened."""
+    items = []
+    for k, v in key.items():
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            items += [f"{f.name}={getattr(v, f.name)}" for f in dataclasses.fields(v)
+                      if isinstance(getattr(v, f.name), (bool, int, float, str))]
+        elif isinstance(v, (bool, int, float, str)):
+            items.append(f"{k}={v}")
+        else:
+            items.append(f"{k} " + ("data" if isinstance(v, (torch.Tensor, np.ndarray, tuple, list)) else "settings"))
     return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
 
 
@@ -173,8 +182,9 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     if path.exists():
         load_into(model, path)
         if verbose:
+            covered = f"{_summary(key)}; " if key else ""
             print(f"loaded checkpoint {path.name}: its fingerprint matches this run's settings "
-                  f"({_summary(key or {})}; architecture, data and cache version {CACHE_VERSION} included)")
+                  f"({covered}architecture and cache version {CACHE_VERSION} included)")
         return model
     t0 = time.perf_counter()
     train_fn(model)

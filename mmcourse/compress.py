@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import io
-import statistics
 import time
 import warnings
 import zlib
@@ -68,8 +67,8 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
         a scalar. Its gradient wrt s is (α T / B)(softmax(s/T) − softmax(t/T)) + (1 − α)/B ·
         (softmax(s) − onehot(y)).
     """
-    if T <= 0:
-        raise ValueError(f"temperature T must be > 0, got {T}")
+    if not 0 < T < float("inf"):  # also catches NaN
+        raise ValueError(f"temperature T must be a finite number > 0, got {T}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if student_logits.shape != teacher_logits.shape:
@@ -96,7 +95,7 @@ class DistillTargets(nn.Module):
     def __init__(self, student: nn.Module, teacher: nn.Module):
         super().__init__()
         self.student = student
-        self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)  # the caller's model stays as it was
+        self.teacher = copy_model(teacher).eval().requires_grad_(False)  # the caller's model stays as it was
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -116,9 +115,9 @@ def distill_loss_fn(T: float = 4.0, alpha: float = 0.9):
     return loss_fn
 
 
-# The teacher shared by notebooks 09 and 10: late fusion at twice the zoo width. On hard AV-digits it
-# scores close to lesson 05's best method (gated fusion) and, unlike gated, it runs with a modality
-# missing, which lesson 10's robustness section needs.
+# The teacher shared by notebooks 09 and 10: late fusion at twice the zoo width. It is chosen for what
+# it can do, not for a ranking: with one head per modality it runs with a modality missing, which
+# lesson 10's robustness section needs. The notebooks print its own accuracy.
 TEACHER = {"method": "late", "dim": 64, "image_width": 16, "audio_hidden": 64}
 
 
@@ -127,20 +126,23 @@ def load_or_train_teacher(train, val, epochs: int, n_train: int | None = None, s
     """Build ``TEACHER``; load its checkpoint, or train it on AV-digits and save it.
 
     Args:
-        train, val: ``AVDigits`` splits; the first ``n_train`` training rows are used.
+        train, val: ``AVDigits`` splits; the first ``n_train`` training rows are used. ``fit`` keeps
+            the epoch with the best accuracy on ``val`` (never on test: ``fit`` refuses test labels).
 
-    The checkpoint name holds the mode, rows, epochs and seed, so notebook 10 reuses exactly
-    what notebook 09 trained, and a quick-mode teacher never stands in for a full one.
+    The checkpoint is keyed by everything that determines the weights (``TEACHER``, every
+    ``FitConfig`` field, the training and validation tensors, the seed), so notebook 10 reuses
+    exactly what notebook 09 trained, and any other setting trains a new teacher.
     """
     n = len(train.labels) if n_train is None else n_train
-    name = (f"av-teacher-{TEACHER['method']}-w{TEACHER['image_width']}-d{TEACHER['dim']}-"
-            f"{'quick' if QUICK else 'full'}-n{n}-e{epochs}-seed{seed}")
+    name = f"av-teacher-{TEACHER['method']}-{'quick' if QUICK else 'full'}"
     torch.manual_seed(seed)
     model = build_av_model(**TEACHER)
     data = ({k: v[:n] for k, v in train.inputs.items()}, train.labels[:n])
     config = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    key = {"teacher": TEACHER, "config": config, "n_train": n, "init_seed": seed,
+           "train": data, "val": (val.inputs, val.labels)}
     return load_or_train(name, model, lambda m: fit(m, data, (val.inputs, val.labels), config,
-                                                    callbacks=[EpochBar(epochs, "teacher")])).eval()
+                                                    callbacks=[EpochBar(epochs, "teacher")]), key=key).eval()
 
 
 class EpochBar:
@@ -172,6 +174,28 @@ def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works on a pruned model.
+
+    While a mask is attached, ``module.weight`` is a plain tensor computed as ``weight_orig *
+    weight_mask`` (not a leaf), which ``deepcopy`` refuses; it is set aside for the copy and
+    recomputed in both models.
+    """
+    stash = {}
+    for module, name in prunable(model):
+        if hasattr(module, name + "_orig") and name in module.__dict__:
+            stash[module, name] = module.__dict__.pop(name)
+    try:
+        clone = copy.deepcopy(model)
+    finally:
+        for (module, name), w in stash.items():
+            setattr(module, name, w)
+    for module, name in prunable(clone):
+        if hasattr(module, name + "_orig") and name not in module.__dict__:
+            setattr(module, name, getattr(module, name + "_orig") * getattr(module, name + "_mask"))
+    return clone
+
+
 def magnitude_prune(model: nn.Module, amount: float, scope: str = "global", inplace: bool = False) -> nn.Module:
     """Zero the fraction ``amount`` of Linear/Conv weights with the smallest |w| (L1 magnitude).
 
@@ -189,7 +213,7 @@ def magnitude_prune(model: nn.Module, amount: float, scope: str = "global", inpl
         raise ValueError(f"amount must lie in [0, 1), got {amount}")
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-    model = model if inplace else copy.deepcopy(model)
+    model = model if inplace else copy_model(model)
     params = prunable(model)
     if not params:
         raise ValueError(f"{type(model).__name__} has no Linear or Conv layer to prune")
@@ -212,8 +236,10 @@ def make_permanent(model: nn.Module) -> nn.Module:
 def sparsity(model: nn.Module) -> float:
     """Fraction of exactly-zero entries among the Linear/Conv weights (masks applied)."""
     weights = [getattr(m, name) for m, name in prunable(model)]
-    zeros = sum(int((w == 0).sum()) for w in weights)
-    return zeros / sum(w.numel() for w in weights)
+    total = sum(w.numel() for w in weights)
+    if total == 0:
+        return 0.0  # nothing prunable: nothing is pruned
+    return sum(int((w == 0).sum()) for w in weights) / total
 
 
 # ---------------------------------------------------------------------------------- quantization
@@ -230,7 +256,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         if preferred is None:
             raise RuntimeError(f"no quantized engine in this torch build (have {engines})")
         torch.backends.quantized.engine = preferred
-    model = copy.deepcopy(model).cpu().eval()
+    model = copy_model(model).cpu().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
         return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
@@ -254,10 +280,12 @@ def size_on_disk(model: nn.Module, compressed: bool = False) -> int:
 @torch.inference_mode()
 def cpu_latency_ms(model: nn.Module, inputs: Inputs, batch_size: int = 1, repeats: int = 30,
                    warmup: int = 5) -> float:
-    """Median wall time (ms) of one forward pass on ``batch_size`` rows, on the CPU, eval mode.
+    """Fastest wall time (ms) of ``repeats`` forward passes on ``batch_size`` rows, CPU, eval mode.
 
-    Machine- and load-dependent (other processes share the cores): compare variants measured
-    in the same cell, never numbers from different machines.
+    The minimum, not the mean or median: other processes can only slow a run down, never speed
+    it up, so the fastest run is the least disturbed estimate of what the model costs (the advice
+    of Python's ``timeit``). Still machine- and load-dependent: compare variants measured in the
+    same cell, never numbers from different machines.
     """
     if batch_size > num_rows(inputs):
         raise ValueError(f"batch_size {batch_size} exceeds the {num_rows(inputs)} rows given")
@@ -269,4 +297,4 @@ def cpu_latency_ms(model: nn.Module, inputs: Inputs, batch_size: int = 1, repeat
         model(batch)
         if i >= warmup:
             times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    return min(times)

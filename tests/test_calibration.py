@@ -108,36 +108,25 @@ def test_gradient_x_input_shapes_on_av_model():
     assert set(a) == {"audio", "image"} and all(v.shape == (5,) and torch.isfinite(v).all() for v in a.values())
 
 
-# ---------------------------------------------------------------- exercise checkers (10)
-from mmcourse import check  # noqa: E402
+def test_fit_temperature_refuses_test_labels():
+    from mmcourse.data import load_av_digits
+    test, val = load_av_digits("test", "hard"), load_av_digits("val", "hard")
+    logits = torch.randn(len(test.labels), 10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="fit it on the 'val' split"):
+        fit_temperature(logits, test.labels)
+    fit_temperature(torch.randn(len(val.labels), 10, generator=torch.Generator().manual_seed(1)), val.labels)
 
 
-def test_ece_checker():
-    def right(probs, labels, n_bins):
-        return expected_calibration_error(probs, labels, n_bins)
-
-    def unweighted(probs, labels, n_bins):
-        b = reliability_bins(probs, labels, n_bins)
-        gap = (b["acc"] - b["conf"]).abs()
-        return float(gap[~gap.isnan()].mean())
-
-    assert check.ece(right) is True
-    assert check.ece(unweighted) is False
-    assert check.ece(lambda p, y, k: None) is None
-
-
-def test_grad_times_input_checker():
-    def right(model, inputs, target):
-        return gradient_x_input(model, inputs, target)
-
-    def logit_only(model, inputs, target):
-        z = model(inputs)
-        picked = z.gather(1, target[:, None])[:, 0]
-        return {"audio": torch.where(target == 0, picked, 0.0), "image": torch.where(target == 1, picked, 0.0)}
-
-    def stub(model, inputs, target):
-        raise NotImplementedError
-
-    assert check.grad_times_input(right) is True
-    assert check.grad_times_input(logit_only) is False
-    assert check.grad_times_input(stub) is None
+def test_fit_temperature_and_ece_reject_bad_inputs_by_name():
+    with pytest.raises(ValueError, match="at least 2 examples"):
+        fit_temperature(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        fit_temperature(torch.zeros(4), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        fit_temperature(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="integer class ids"):
+        fit_temperature(torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        fit_temperature(torch.zeros(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="empty"):
+        expected_calibration_error(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
