@@ -1,21 +1,27 @@
-"""Modality imbalance: auxiliary losses L = Σ_m λ_m L_m + L_fused, probes, and OGM-GE (lesson 06).
+"""Modality imbalance: auxiliary losses L = L_fused + Σ_m λ_m L_m, probes, and OGM-GE (lesson 06).
 
-When two modalities are trained jointly, the one that lowers the loss faster (here: audio)
-*dominates*: the fused loss is soon small, so the other encoder receives little gradient and ends
-up under-trained compared with the same encoder trained alone. Three tools from this module:
+The textbook story (Wang et al. 2020; Peng et al. 2022): when two modalities are trained jointly,
+the one that lowers the loss faster *dominates*; the fused loss is soon small, so the other
+encoder receives little gradient and can end up under-trained compared with the same encoder
+trained alone. Lesson 06 measures whether that happens on AV-digits. The tools:
 
 - ``AuxHeadClassifier`` + ``AuxLoss``: a unimodal head per encoder and
   L = L_fused + Σ_m λ_m L_m, so every encoder gets its own learning signal.
 - ``probe_encoders`` / ``imbalance``: how good each encoder's features are, measured by a linear
   probe (``mmcourse.probe``) on frozen features, inside the fused model vs trained alone.
 - ``OGMGE``: on-the-fly gradient modulation with generalisation enhancement (Peng et al., CVPR
-  2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"), a ``fit`` hook.
-The λ sliders are ``mmcourse.widgets.lambda_panel``. Taught in notebooks/06_loss_weighting.ipynb. Shapes: B batch, C classes, D features, M modalities.
+  2022, "Balanced Multimodal Learning via On-the-fly Gradient Modulation"), a ``fit`` hook. It
+  scales gradients, so it needs an optimizer whose step follows the gradient's scale (SGD with
+  momentum, as in the paper), not Adam/AdamW; ``UpdateSize`` measures the steps to show it.
+- ``run_balanced`` / ``run_unimodal``: one seeded experiment, best epoch chosen on validation.
+The λ sliders are ``mmcourse.widgets.lambda_panel``. Taught in notebooks/06_loss_weighting.ipynb.
+Shapes: B batch, C classes, D features, M modalities.
 """
-
 from __future__ import annotations
 
 import math
+import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -173,28 +179,69 @@ def ogm_coefficients(contrib: dict[str, Tensor], labels: Tensor, alpha: float) -
     return coeffs, scores
 
 
+def modulated_parameters(encoder: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """The weight tensors OGM-GE scales and noises: every parameter with ``ndim >= 2``.
+
+    The reference code touches the encoders' 4-D conv weights only (its ResNet-18 encoders are
+    conv + batch norm), skipping biases and norm scales. Our encoders also end in a linear layer and
+    the audio one uses 1-D convs, so the analogue is every conv/linear weight (ndim >= 2).
+    """
+    return [(n, p) for n, p in encoder.named_parameters() if p.ndim >= 2]
+
+
+def scale_invariant(optimizer: torch.optim.Optimizer) -> bool:
+    """True for optimizers whose step is (nearly) invariant to a constant gradient scale (Adam family)."""
+    return isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.NAdam, torch.optim.RAdam,
+                                  torch.optim.Adamax, torch.optim.Adagrad, torch.optim.RMSprop))
+
+
+ADAM_WARNING = ("OGM/OGM-GE under {name}: the update of {name} is (nearly) invariant to the scale of the "
+                "gradient (m / sqrt(v) cancels a constant factor k), so OGM's coefficient barely "
+                "changes the dominant encoder's step. The paper and its code use SGD with momentum "
+                "0.9: pass optimizer='sgd'.")
+
+
 class OGMGE:
     """On-the-fly gradient modulation (+ generalisation enhancement) as a ``fit`` hook.
 
-    Use: ``ogm = OGMGE(alpha=0.5); fit(model, ..., loss_fn=ogm.wrap(loss), callbacks=[ogm])``.
-    ``wrap`` remembers each batch's per-modality contributions and labels; ``on_after_backward``
-    scales the dominant encoder's gradients by k_m and, with ``ge``, adds noise N(0, std(g)) (std
-    of the unmodulated gradient g, as in the reference code) to each modulated weight tensor.
-    (The reference code adds this noise to every encoder's conv weights; we add it where k_m < 1.)
+    Use: ``ogm = OGMGE(alpha=0.5); fit(model, ..., loss_fn=ogm.wrap(loss), callbacks=[ogm],
+    config=FitConfig(optimizer="sgd"))``. ``wrap`` remembers each batch's per-modality
+    contributions and labels; ``on_after_backward`` (between ``backward`` and the optimizer step)
+    then changes the gradient g of every modulated weight (``modulated_parameters``) of encoder m:
+
+    - OGM: g ← k_m g, with k_m from ``ogm_coefficients`` (k < 1 only for the dominant modality);
+    - OGM-GE: g ← k_m g + ε, ε ~ N(0, std(g)²) elementwise, std of the *unscaled* g, added to
+      **every** encoder's weights (k = 1 included), as in the reference code.
+
+    As the reference code (GeWu-Lab/OGM-GE_CVPR2022, ``main.py``): weights only (no biases or
+    norms), noise on all encoders, noise std taken before scaling, modulation only inside an
+    epoch window. Deviations: (1) weights = conv *and* linear weights (``modulated_parameters``);
+    (2) the window [start, end) is half-open, the reference's ``modulation_starts <= epoch <=
+    modulation_ends`` inclusive (default epochs 0-50 of 100); our default ``end=None`` modulates
+    every epoch: pass ``epochs=(0, n_epochs // 2)`` for the paper's schedule.
+
+    **Use SGD.** The paper and its code train with SGD, momentum 0.9 (plus weight decay 1e-4 and
+    a step learning-rate decay, which ``run_balanced`` does not use). Adam/AdamW divide each step
+    by a running RMS of the gradient, so a factor k on the gradient cancels out: the hook warns
+    (``UserWarning``) the first time it runs under such an optimizer.
 
     Args:
         alpha: modulation strength α (the paper uses 0.1–0.8, depending on the data set).
         ge: add the Gaussian noise (OGM-GE) or not (plain OGM).
-        epochs: modulate only in epochs [start, end) (the paper stops modulating late in training).
-    Records per step in ``self.log`` and ``state.extra["ogm"]``: step, epoch, coeff/score per modality.
+        epochs: modulate only in epochs [start, end); ``end=None``: to the end of training.
+    Records per step in ``self.log`` and ``state.extra["ogm"]``: step, epoch, active (modulation
+    on?), coeff/score per modality (coeff as computed, also outside the window).
     """
 
     def __init__(self, alpha: float = 0.5, ge: bool = True, epochs: tuple[int, int | None] = (0, None)):
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
-        self.alpha, self.ge, self.epochs = alpha, ge, epochs
-        self.log = {"step": [], "epoch": [], "coeff": {}, "score": {}}
-        self._last = None
+        start, end = epochs
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"epochs must be (start, end) with 0 <= start <= end (or end=None), got {epochs}")
+        self.alpha, self.ge, self.epochs = alpha, ge, (start, end)
+        self.log = {"step": [], "epoch": [], "active": [], "coeff": {}, "score": {}}
+        self._last, self._warned = None, False
 
     def wrap(self, loss_fn):
         """A loss_fn that first records the batch's contributions and labels for the hook."""
@@ -206,33 +253,69 @@ class OGMGE:
             return loss_fn(out, y)
         return recorded
 
+    def active(self, epoch: int) -> bool:
+        """Is epoch ``epoch`` inside the modulation window [start, end)?"""
+        start, end = self.epochs
+        return epoch >= start and (end is None or epoch < end)
+
     def on_after_backward(self, state) -> None:
         if self._last is None:
             raise RuntimeError("OGMGE saw no batch: pass loss_fn=ogm.wrap(your_loss) to fit")
-        start, end = self.epochs
-        active = state.epoch >= start and (end is None or state.epoch < end)
+        if not self._warned and scale_invariant(state.optimizer):
+            warnings.warn(ADAM_WARNING.format(name=type(state.optimizer).__name__), UserWarning, stacklevel=2)
+            self._warned = True
         coeffs, scores = ogm_coefficients(*self._last, alpha=self.alpha)
-        if not active:
-            coeffs = {k: 1.0 for k in coeffs}
-        for k, c in coeffs.items():
-            if c >= 1.0:
-                continue
-            for p in state.model.encoders[k].parameters():
-                if p.grad is None:
-                    continue
-                std = p.grad.std().item() if p.grad.numel() > 1 else 0.0
-                p.grad.mul_(c)  # k_m g
-                if self.ge and p.grad.ndim >= 2:  # weights, not biases/norm scales
-                    p.grad.add_(torch.randn_like(p.grad) * (std + 1e-8))  # GE: + N(0, std(g)²)
-        for log in (self.log, state.extra.setdefault("ogm", {"step": [], "epoch": [], "coeff": {}, "score": {}})):
+        active = self.active(state.epoch)
+        if active:
+            for k, c in coeffs.items():
+                for _, p in modulated_parameters(state.model.encoders[k]):
+                    if p.grad is None:
+                        continue
+                    std = p.grad.std().item()  # of the unscaled gradient, as in the reference
+                    p.grad.mul_(c)  # k_m g (a no-op for the non-dominant modality, k = 1)
+                    if self.ge:  # GE: + N(0, std(g)²) on every encoder's weights
+                        p.grad.add_(torch.randn_like(p.grad) * (std + 1e-8))
+        for log in (self.log, state.extra.setdefault("ogm", {"step": [], "epoch": [], "active": [],
+                                                             "coeff": {}, "score": {}})):
             log["step"].append(state.step)
             log["epoch"].append(state.epoch)
+            log["active"].append(active)
             for k in coeffs:
                 log["coeff"].setdefault(k, []).append(coeffs[k])
                 log["score"].setdefault(k, []).append(scores[k])
 
     def __repr__(self) -> str:
         return f"OGMGE(alpha={self.alpha}, ge={self.ge}, epochs={self.epochs})"
+
+
+class UpdateSize:
+    """A ``fit`` hook that measures each encoder's step ‖Δθ‖ = ‖θ_after − θ_before‖ per optimizer step.
+
+    θ is the encoder's modulated weights (``modulated_parameters``), the tensors OGM scales, so
+    the ratio of mean step sizes with and without OGM shows whether the modulation reaches the
+    weights at all. ``log`` = {"epoch": [...], m: [‖Δθ_m‖ per step]}.
+    """
+
+    def __init__(self):
+        self.log, self._before = {"epoch": []}, None
+
+    def _flat(self, model) -> dict[str, Tensor]:
+        return {k: torch.cat([p.detach().flatten() for _, p in modulated_parameters(enc)]).clone()
+                for k, enc in sorted(model.encoders.items())}  # {m: (P_m,)}
+
+    def on_after_backward(self, state) -> None:  # parameters are still those before the step
+        self._before = self._flat(state.model)
+
+    def on_batch_end(self, state) -> None:
+        after = self._flat(state.model)
+        self.log["epoch"].append(state.epoch)
+        for k, v in after.items():
+            self.log.setdefault(k, []).append((v - self._before[k]).norm().item())
+
+    def mean(self, modality: str, epochs=None) -> float:
+        """Mean ‖Δθ‖ of one encoder over all steps, or over the steps of epochs in ``epochs``."""
+        vals = [v for e, v in zip(self.log["epoch"], self.log[modality]) if epochs is None or e in epochs]
+        return sum(vals) / max(len(vals), 1)
 
 
 # --------------------------------------------------------------------------- one experiment
@@ -245,24 +328,32 @@ def subset(data, n: int | None):
 
 def run_balanced(train, test, lambdas: dict[str, float] | None = None, ogm: OGMGE | None = None,
                  epochs: int = 8, lr: float = 3e-3, seed: int = 0, n_train: int | None = None,
-                 probe: bool = True, model: AuxHeadClassifier | None = None) -> dict:
+                 probe: bool = True, model: AuxHeadClassifier | None = None, val=None,
+                 optimizer: str = "adamw", callbacks=()) -> dict:
     """Train the lesson's model once and measure it.
 
     Args:
         train, test: ``(inputs dict, labels)``; ``n_train`` keeps the first rows of train.
         lambdas: auxiliary weights λ_m (default none: plain fusion).
+        ogm: an ``OGMGE`` hook, or None. With ``optimizer="adamw"`` it warns: Adam's step is
+            (nearly) blind to the gradient scale OGM changes; the paper uses ``"sgd"``.
+        val: ``(inputs dict, labels)`` for model selection: ``fit`` ends on the best-validation
+            epoch's weights. Never pass the test split here.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum 0.9), see ``FitConfig``.
+        callbacks: extra ``fit`` hooks (e.g. ``UpdateSize()``).
     Returns:
-        {"fused": test acc, "probe": {m: probe acc of the encoder inside}, "aux": {m: aux head acc},
-        "model", "history", "ogm" (the hook's log or None), "seconds"}.
+        {"fused": test acc, "val": best val acc (None without val), "best_epoch", "probe": {m: probe
+        acc of the encoder inside}, "aux": {m: aux head acc}, "model", "history", "ogm" (the hook's
+        log or None), "seconds"}.
     """
-    import time
     torch.manual_seed(seed)
     model = model or build_model()
     loss = AuxLoss(lambdas or {}, model.fusion.keys)
     tr = subset(train, n_train)
-    cfg = FitConfig(epochs=epochs, lr=lr, seed=seed)
+    cfg = FitConfig(epochs=epochs, lr=lr, seed=seed, optimizer=optimizer)
+    hooks = ([ogm] if ogm else []) + list(callbacks)
     t0 = time.perf_counter()
-    history = fit(model, tr, config=cfg, loss_fn=ogm.wrap(loss) if ogm else loss, callbacks=[ogm] if ogm else [])
+    history = fit(model, tr, val=val, config=cfg, loss_fn=ogm.wrap(loss) if ogm else loss, callbacks=hooks)
     seconds = time.perf_counter() - t0
     fused = evaluate(model, *test)["acc"]
     with torch.no_grad():
@@ -270,17 +361,22 @@ def run_balanced(train, test, lambdas: dict[str, float] | None = None, ogm: OGMG
         aux = model(test[0])["aux"]
     aux_acc = {k: (v.argmax(-1) == test[1]).float().mean().item() for k, v in aux.items()}
     probes = probe_encoders(dict(model.encoders.items()), tr, test) if probe else {}
-    return {"fused": fused, "probe": probes, "aux": aux_acc, "model": model, "history": history,
+    return {"fused": fused, "val": history.get("best_val_acc"), "best_epoch": history.get("best_epoch"),
+            "probe": probes, "aux": aux_acc, "model": model, "history": history,
             "ogm": ogm.log if ogm else None, "seconds": seconds}
 
 
 def run_unimodal(modality: str, train, test, epochs: int = 8, lr: float = 3e-3, seed: int = 0,
-                 n_train: int | None = None) -> dict:
-    """Train one encoder alone (encoder → linear); return test acc, its probe acc and the model."""
+                 n_train: int | None = None, val=None, optimizer: str = "adamw") -> dict:
+    """Train one encoder alone (encoder → linear); return test acc, its probe acc and the model.
+
+    ``val`` (inputs dict, labels), if given, selects the best epoch (never the test split).
+    """
     torch.manual_seed(seed)
     model = build_unimodal(modality)
     tr = subset(train, n_train)
-    fit(model, (tr[0][modality], tr[1]), config=FitConfig(epochs=epochs, lr=lr, seed=seed))
+    v = (val[0][modality], val[1]) if val is not None else None
+    fit(model, (tr[0][modality], tr[1]), val=v, config=FitConfig(epochs=epochs, lr=lr, seed=seed, optimizer=optimizer))
     acc = evaluate(model, test[0][modality], test[1])["acc"]
     probe = probe_encoders({modality: model[0]}, tr, test)[modality]
     return {"acc": acc, "probe": probe, "model": model}

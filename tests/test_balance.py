@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmcourse import balance as B
-from mmcourse import check
 from mmcourse.train import State, FitConfig
 from mmcourse.widgets import lambda_panel
 
@@ -80,99 +79,145 @@ def _state_after_backward(model, x, y, ogm):
     return State(model, opt, FitConfig(), torch.device("cpu"), {})
 
 
-def test_ogm_scales_only_the_dominant_encoder():
+def _dominant_audio_setup(ge):
+    """Gradients of a tiny model after backward, with audio forced dominant (confident, right)."""
     torch.manual_seed(0)
     model = B.build_model(dim=8, image_width=2, audio_hidden=4)
     x, y = _tiny_data(10)
-    with torch.no_grad():  # make audio dominant: its contribution points at the true class
-        model.fusion.net.weight[:, :8] = 0.0
-        model.fusion.net.weight[:, 8:] = 0.0
-    model.encoders["audio"].proj.bias.data.zero_()
-    ogm = B.OGMGE(alpha=0.5, ge=False)
-    # force the contributions: audio confident and right, image uniform
+    ogm = B.OGMGE(alpha=0.5, ge=ge)
     wrapped = ogm.wrap(B.AuxLoss({"audio": 1.0, "image": 1.0}, ["audio", "image"]))
     out = model(x)
     out["contrib"] = {"audio": 5 * F.one_hot(y, 10).double(), "image": torch.zeros(10, 10, dtype=torch.float64)}
     loss = wrapped(out, y)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt.zero_grad()
     loss.backward()
     before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    state = State(model, opt, FitConfig(), torch.device("cpu"), {})
+    return model, ogm, State(model, opt, FitConfig(optimizer="sgd"), torch.device("cpu"), {}), before
+
+
+def test_ogm_scales_only_the_dominant_encoders_weights():
+    model, ogm, state, before = _dominant_audio_setup(ge=False)
     ogm.on_after_backward(state)
     c = ogm.log["coeff"]["audio"][0]
-    assert 0 < c < 1 and ogm.log["coeff"]["image"][0] == 1.0
+    s_a = 10 * math.exp(5) / (math.exp(5) + 9)  # p(true) = e^5 / (e^5 + 9) on each of 10 rows
+    assert math.isclose(c, 1 - math.tanh(0.5 * s_a / 1.0), rel_tol=1e-9)  # image uniform: s_i = 10 · 0.1
+    assert ogm.log["coeff"]["image"][0] == 1.0 and ogm.log["active"] == [True]
+    scaled = []
     for n, p in model.named_parameters():
         if n not in before:
             continue
-        want = before[n] * c if n.startswith("core.encoders.audio") else before[n]
-        torch.testing.assert_close(p.grad, want, msg=n)
+        # as in the reference code: only the dominant encoder's weights (ndim >= 2), not biases/norms
+        is_weight = n.startswith("core.encoders.audio") and p.ndim >= 2
+        torch.testing.assert_close(p.grad, before[n] * c if is_weight else before[n], msg=n)
+        scaled += [n] if is_weight else []
+    assert {"core.encoders.audio.conv1.weight", "core.encoders.audio.proj.weight"} <= set(scaled)
     assert state.extra["ogm"]["coeff"]["audio"] == [c]
 
 
-def test_ogm_ge_adds_noise_only_to_modulated_encoder():
-    torch.manual_seed(1)
+def test_ogm_ge_adds_noise_to_every_encoders_weights_only():
+    model, ogm, state, before = _dominant_audio_setup(ge=True)
+    ogm.on_after_backward(state)
+    c = ogm.log["coeff"]["audio"][0]
+    for n, p in model.named_parameters():
+        if n not in before:
+            continue
+        if n.startswith("core.encoders.") and p.ndim >= 2:  # k g + N(0, std(g)²), std of the unscaled g
+            k = c if n.startswith("core.encoders.audio") else 1.0
+            noise = p.grad - k * before[n]
+            assert not torch.allclose(noise, torch.zeros_like(noise)), n
+            if noise.numel() >= 200:
+                assert 0.6 < noise.std().item() / before[n].std().item() < 1.4, n
+        else:  # biases, norms, fusion head and aux heads untouched
+            torch.testing.assert_close(p.grad, before[n], msg=n)
+
+
+def test_ogm_modulates_only_inside_its_epoch_window():
+    model, ogm, state, before = _dominant_audio_setup(ge=True)
+    ogm.epochs = (1, 3)
+    state.epoch = 3  # [1, 3) is half-open: epoch 3 is outside
+    ogm.on_after_backward(state)
+    for n, p in model.named_parameters():
+        if n in before:
+            torch.testing.assert_close(p.grad, before[n], msg=n)
+    assert ogm.log["active"] == [False] and ogm.log["coeff"]["audio"][0] < 1  # still logged
+    assert [ogm.active(e) for e in range(4)] == [False, True, True, False]
+    with pytest.raises(ValueError, match="epochs"):
+        B.OGMGE(epochs=(3, 1))
+
+
+def test_adam_step_ignores_gradient_scale_sgd_does_not():
+    """Why OGM needs SGD: one step's update ‖Δθ‖ with the gradient scaled by k = 0.3."""
+    def step(opt_name, k):
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(20, 5, dtype=torch.float64))
+        opt = (torch.optim.AdamW([w], lr=0.01, weight_decay=0.0) if opt_name == "adamw"
+               else torch.optim.SGD([w], lr=0.01, momentum=0.9))
+        before, g = w.detach().clone(), torch.linspace(-1, 1, 100, dtype=torch.float64).reshape(20, 5) + 0.01
+        for _ in range(3):  # the same gradient three times: Adam's m/√v is then exactly scale-free
+            w.grad = k * g
+            opt.step()
+        return (w.detach() - before).norm().item()
+    assert math.isclose(step("adamw", 0.3), step("adamw", 1.0), rel_tol=1e-5)
+    assert math.isclose(step("sgd", 0.3), 0.3 * step("sgd", 1.0), rel_tol=1e-12)
+
+
+def test_ogm_warns_under_adamw_not_under_sgd():
+    x, y = _tiny_data(40)
+    small = dict(dim=8, image_width=2, audio_hidden=4)
+    with pytest.warns(UserWarning, match="invariant to the scale of the gradient"):
+        B.run_balanced((x, y), (x, y), ogm=B.OGMGE(alpha=0.3), epochs=1, probe=False,
+                       model=B.build_model(**small), optimizer="adamw")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        B.run_balanced((x, y), (x, y), ogm=B.OGMGE(alpha=0.3), epochs=1, probe=False,
+                       model=B.build_model(**small), optimizer="sgd", lr=0.05)
+
+
+def test_update_size_is_lr_times_gradient_norm_on_first_sgd_step():
+    torch.manual_seed(0)
     model = B.build_model(dim=8, image_width=2, audio_hidden=4)
     x, y = _tiny_data(10)
-    ogm = B.OGMGE(alpha=0.5, ge=True)
-    state = _state_after_backward(model, x, y, ogm)
-    coeffs, _ = B.ogm_coefficients(*ogm._last, alpha=0.5)
-    before = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    ogm.on_after_backward(state)
-    dom = min(coeffs, key=coeffs.get)
-    for n, p in model.named_parameters():
-        if n in before and not n.startswith(f"core.encoders.{dom}"):
-            torch.testing.assert_close(p.grad, before[n])
-    if coeffs[dom] < 1:
-        w = model.encoders[dom]
-        changed = [not torch.allclose(p.grad, before[f"core.encoders.{dom}." + n] * coeffs[dom])
-                   for n, p in w.named_parameters() if p.grad.ndim >= 2]
-        assert any(changed)
+    us = B.UpdateSize()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    state = State(model, opt, FitConfig(optimizer="sgd"), torch.device("cpu"), {})
+    F.cross_entropy(model(x)["logits"], y).backward()
+    g = {k: torch.cat([p.grad.flatten() for _, p in B.modulated_parameters(model.encoders[k])]).norm().item()
+         for k in ("audio", "image")}
+    us.on_after_backward(state)
+    opt.step()  # first momentum step: Δθ = −lr · g
+    us.on_batch_end(state)
+    for k in ("audio", "image"):
+        assert math.isclose(us.log[k][0], 0.1 * g[k], rel_tol=1e-4)
+        assert math.isclose(us.mean(k), us.log[k][0]) and math.isclose(us.mean(k, epochs={0}), us.log[k][0])
 
 
 def test_run_balanced_with_ogm_and_imbalance_smoke():
     x, y = _tiny_data(40)
     data = (x, y)
-    ogm = B.OGMGE(alpha=0.3)
-    r = B.run_balanced(data, data, lambdas={"image": 1.0}, ogm=ogm, epochs=1, model=B.build_model(dim=8, image_width=2, audio_hidden=4))
+    ogm, us = B.OGMGE(alpha=0.3), B.UpdateSize()
+    r = B.run_balanced(data, data, lambdas={"image": 1.0}, ogm=ogm, epochs=2, val=data, optimizer="sgd", lr=0.05,
+                       callbacks=[us], model=B.build_model(dim=8, image_width=2, audio_hidden=4))
     assert 0 <= r["fused"] <= 1 and set(r["probe"]) == {"audio", "image"}
-    assert len(ogm.log["coeff"]["audio"]) == len(ogm.log["step"]) >= 1
+    assert 0 <= r["val"] <= 1 and r["best_epoch"] in (0, 1)
+    assert len(ogm.log["coeff"]["audio"]) == len(ogm.log["step"]) == len(us.log["audio"]) >= 2
     alone = {"audio": B.build_unimodal("audio", dim=8, audio_hidden=4)[0], "image": B.build_unimodal("image", dim=8, image_width=2)[0]}
     gaps = B.imbalance(r["model"], alone, data, data)
     assert set(gaps["image"]) == {"inside", "alone", "gap"}
+    with pytest.raises(ValueError, match="optimizer"):
+        B.run_balanced(data, data, epochs=1, optimizer="lion", model=B.build_model(dim=8, image_width=2, audio_hidden=4))
 
 
-def test_widget_headless(capsys):
+def test_widget_headless_every_number_follows_the_sliders():
     x, y = _tiny_data(40)
-    panel = lambda_panel((x, y), (x, y), n_train=40, epochs=1)
-    assert "λ" in capsys.readouterr().out  # prints its initial state without a frontend
-    first = panel.status.value
-    panel.sliders["image"].value = 1.5
-    panel.button.click()
-    assert panel.status.value != first and "1.5" in panel.status.value
+    panel = lambda_panel((x, y), (x, y), val=(x, y), n_train=40, epochs=1)
+    assert "λ audio = 0, λ image = 0, seed 0" in repr(panel)  # shown without a frontend
+    assert panel._repr_mimebundle_()["text/plain"] == repr(panel)
+    assert all(s.style.description_width == "initial" for s in panel.sliders.values())
+    panel.sliders["image"].value = 1.5  # a slider move retrains at once
     assert len(panel.runs) == 2 and panel.runs[-1]["lambdas"]["image"] == 1.5
-
-
-# reference solutions of the notebook's exercises
-def _aux_loss_solution(out, y, lambdas):
-    return F.cross_entropy(out["logits"], y) + sum(v * F.cross_entropy(out["aux"][m], y) for m, v in lambdas.items())
-
-
-def _ogm_solution(contrib, y, alpha):
-    s = {m: v.softmax(-1)[torch.arange(len(y)), y].sum().item() for m, v in contrib.items()}
-    dom, other = sorted(s, key=s.get, reverse=True)
-    rho = s[dom] / s[other]
-    return {dom: 1 - math.tanh(alpha * rho) if rho > 1 else 1.0, other: 1.0}
-
-
-def test_checkers_accept_solutions_and_reject_wrong(capsys):
-    assert check.aux_loss(_aux_loss_solution) is True
-    assert check.aux_loss(lambda out, y, lam: sum(v * F.cross_entropy(out["aux"][m], y) for m, v in lam.items())) is False
-    assert check.aux_loss(lambda out, y, lam: None) is None
-    assert check.ogm_coefficient(_ogm_solution) is True
-    assert check.ogm_coefficient(lambda c, y, a: {m: 1 - math.tanh(a) for m in c}) is False
-
-    def stub(c, y, a):
-        raise NotImplementedError
-    assert check.ogm_coefficient(stub) is None
-    assert "not yet solved" in capsys.readouterr().out
+    assert "λ image = 1.5" in panel.status.value and "λ image = 1.5" in repr(panel)
+    assert f"fused test acc {panel.runs[-1]['fused']:.3f}" in repr(panel)
+    panel.button.click()  # same λ's, next seed
+    assert panel.runs[-1]["seed"] == 1 and "seed 1" in repr(panel) and len(panel.runs) == 3
