@@ -271,7 +271,7 @@ print("scores:", {k: round(v, 4) for k, v in scores.items()})
 print("coefficients:", {k: round(v, 4) for k, v in coeffs.items()}, "| by hand:", round(1 - math.tanh(0.5 * 1.7), 4))
 
 # %% [markdown]
-# The hook itself (`mmcourse.balance.OGMGE.on_after_backward`); `fit` calls it between
+# The hook itself (`mmcourse.ogm.OGMGE.on_after_backward`); `fit` calls it between
 # `loss.backward()` and `optimizer.step()`:
 
 # %%
