@@ -11,15 +11,23 @@
 #
 # **Learning goals**
 # - compute linear CKA between representations and know what it is invariant to;
-# - compute *outcome homogenization* $H$ with a bootstrap interval and read it correctly;
-# - measure both for shared-base vs independent deployers on review polarity and on digits;
-# - show that a backdoor planted in a base is inherited by its deployers but not by others.
+# - compute *outcome homogenization* $H$ with a bootstrap interval and read it correctly: beside
+#   the error rates, its ceiling and a rate-normalised $\tilde H$;
+# - measure both for shared-base vs independent deployers on review polarity and on digits, and
+#   compare the two worlds with a paired bootstrap;
+# - test whether a backdoor planted in a base is inherited by its deployers but not by others.
 #
 # **Prerequisites:** 03 (the SimCLR image encoder; its checkpoint is loaded if present, else
 # retrained here), 00 (the review snippets and MiniLM).
 #
-# **Run time:** about 4–7 minutes on a 2-core CPU the first time (MiniLM embeddings are cached);
-# `MMCOURSE_QUICK=1` under a minute.
+# **Run time** (measured on 2-core CPUs). What drives it: embedding 3,000 snippets with MiniLM on
+# the first run (the notebook prints its cost per snippet; cached afterwards), training 24 small
+# image deployers (8 per set of training seeds, 3 sets), and, if lesson 03 has not cached its
+# SimCLR encoder yet, pretraining it (see 03). Measured with one thread while other jobs shared
+# the cores: 378 s the first time (before the two extra seed sets were added) and 429 s with cached
+# embeddings and the seed sets; on an idle machine the notebook took 63 s before the seed sets were
+# added. `MMCOURSE_QUICK=1` is a CI smoke test, not a lighter course: 19 s of cell time idle,
+# 47–101 s busy.
 
 # %%
 # Colab only: install the course package (Colab already has torch); a no-op elsewhere.
@@ -35,12 +43,13 @@ import copy
 import inspect
 import re
 import textwrap
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
+from IPython.display import display
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import MultinomialNB
@@ -50,9 +59,10 @@ from torch import nn
 
 import mmcourse
 from mmcourse import check, checkpoint, quick
-from mmcourse.data import embed_texts, load_av_digits, load_reviews
+from mmcourse.data import embed_texts, load_av_digits, load_reviews, text_encoder
 from mmcourse.encoders import ImageEncoder
-from mmcourse.homogenization import bootstrap_interval, linear_cka, outcome_homogenization, pairwise_cka
+from mmcourse.homogenization import (bootstrap_difference, bootstrap_interval, failure_summary, linear_cka,
+                                     normalised_homogenization, outcome_homogenization, pairwise_cka, simulate_h)
 from mmcourse.pretrain import pretraining_run
 from mmcourse.probe import fit_linear_probe
 from mmcourse.train import FitConfig, fit
@@ -101,6 +111,53 @@ print("CKA(X, 3·XQ) for a rotation Q:", round(linear_cka(X_demo, 3 * X_demo @ Q
 print(inspect.getsource(outcome_homogenization))
 
 # %% [markdown]
+# **Read $H$ next to the error rates.** The denominator $\prod_i p_i$ shrinks fast as models get
+# more accurate, and $H$ can at most reach $H_{\max} = \min_i p_i / \prod_i p_i$ (every failure of
+# the most accurate model is made by all). So two worlds in which exactly the same examples fail
+# everyone can have very different $H$, only because one world's models are more accurate. Two
+# tempting fixes, and what they are worth:
+#
+# - *The share of the best model's failures that all models make*, $P(\text{all wrong}) / \min_i p_i$.
+#   Under independence it is $\prod_{i \ne \text{best}} p_i$, the product of the *other* models' error
+#   rates, so it too rises and falls with the rates; divided by that baseline it is exactly $H$
+#   again. Always print it beside its independence value.
+# - *Rescale $H$ to its own range*, from independence to its ceiling:
+#
+# $$\tilde H = \frac{H - 1}{H_{\max} - 1} = \frac{P(\text{all wrong}) - \prod_i p_i}{\min_i p_i - \prod_i p_i}.$$
+#
+# $\tilde H$ is 0 for independent failures and 1 for the most overlap these error rates allow,
+# whatever the rates (negative if the models fail on different examples). It removes the rates from
+# the *range*; it is not a model of how joint failures would change if a world became more accurate.
+#
+# A hand example: three models, 50 of 1,000 examples failed by all three, and each model fails 50
+# (accurate world) or 150 (sloppy world) more examples of its own.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def toy_world(own_errors, k_models=3, n=1000, common=50):
+    E = np.zeros((k_models, n), dtype=bool)
+    E[:, :common] = True  # the examples every model fails
+    for i in range(k_models):
+        E[i, 100 + i * own_errors: 100 + (i + 1) * own_errors] = True  # each model's own failures
+    return E
+
+
+for name, E in (("accurate", toy_world(50)), ("sloppy", toy_world(150))):
+    f = failure_summary(E)
+    print(f"{name}: error rates {E.mean(1).round(2)}, P(all wrong) {f['P(all wrong)']:.3f} "
+          f"(independent: {f['Π p_i']:.3f})\n  H = {f['H']:.2f} (ceiling {f['H_max']:.1f}), H̃ = {f['H̃']:.2f}, "
+          f"P(all)/min p = {f['P(all)/min p']:.2f} (independent: {f['P(all)/min p if indep.']:.3f}; "
+          f"ratio {f['ratio to indep.']:.2f} = H)")
+toy = {name: failure_summary(toy_world(n_own)) for name, n_own in (("accurate", 50), ("sloppy", 150))}
+assert round(toy["accurate"]["H"] / toy["sloppy"]["H"]) == 8 and round(toy["accurate"]["H̃"] / toy["sloppy"]["H̃"]) == 2
+
+# %% [markdown]
+# The same 50 examples fail everyone in both toy worlds, yet $H$ is 8 times larger in the accurate
+# one: its denominator is 8 times smaller. $\tilde H$ differs by a factor of about 2, for a reason
+# you can read off: in the accurate world half of each model's failures are shared by all, in the
+# sloppy world a quarter. Below, every $H$ comes with these companions.
+
+# %% [markdown]
 # ## 2. Text: four deployers, one review-polarity task
 #
 # Task: is a Rotten-Tomatoes snippet *fresh* or *rotten*? One shared test set; four deployers,
@@ -111,8 +168,8 @@ print(inspect.getsource(outcome_homogenization))
 #   regression, bag-of-words naive Bayes, character n-grams + linear SVM, a small neural network
 #   with its own word embeddings).
 #
-# MiniLM embeddings cost about 10 ms per sentence on this CPU, so we compute them once and cache
-# them next to the checkpoints.
+# MiniLM embeddings are the slow step of this section, so we compute them once and cache them next
+# to the checkpoints; the cell times the model on 64 snippets, so you see the cost on your machine.
 
 # %%
 reviews = load_reviews("polarity")
@@ -136,6 +193,12 @@ else:
     checkpoint.save(cached, cache)
     print(f"embedded {len(used)} snippets and saved {cache.name}")
 assert torch.equal(cached["rows"], torch.from_numpy(used)), "cache rows differ: delete the file and re-run"
+text_encoder()  # load MiniLM before timing it (a no-op when it is already loaded)
+t0 = time.perf_counter()
+embed_texts(list(texts[used[:64]]))
+ms_per_snippet = (time.perf_counter() - t0) / 64 * 1000
+print(f"MiniLM here: {ms_per_snippet:.0f} ms per snippet (timed on 64), so embedding all {len(used):,} takes "
+      f"about {ms_per_snippet * len(used) / 1000:.0f} s; the cache makes it a one-off")
 emb = dict(zip(used.tolist(), cached["emb"]))  # row → (384,) normalised MiniLM embedding
 E_test = torch.stack([emb[r] for r in test_rows]).numpy()  # (n_test, 384)
 y_test = labels[test_rows]
@@ -145,8 +208,9 @@ y_test = labels[test_rows]
 # (for the MLP and the small network, their hidden layer), on the shared test set.
 
 # %%
-def torch_classifier(model, x_train, y_train, seed, epochs):
-    torch.manual_seed(seed)
+def torch_classifier(make_model, x_train, y_train, seed, epochs):
+    torch.manual_seed(seed)  # before building the model: its initial weights come from this seed
+    model = make_model()
     fit(model, (x_train, torch.as_tensor(y_train)), config=FitConfig(epochs=epochs, batch_size=32, lr=3e-3,
                                                                      weight_decay=1e-2, seed=seed, device="cpu"))
     return model.eval()
@@ -167,7 +231,7 @@ def shared_base_deployer(i, rows):
         clf = LogisticRegression(max_iter=1000).fit(X, y)
         return "MiniLM + logistic regression", clf.predict(E_test), E_test
     if i == 1:
-        mlp = torch_classifier(MLPHead(384), torch.from_numpy(X), y, seed=i, epochs=quick(40, 20))
+        mlp = torch_classifier(lambda: MLPHead(384), torch.from_numpy(X), y, seed=i, epochs=quick(40, 20))
         with torch.no_grad():
             t = torch.from_numpy(E_test)
             return "MiniLM + MLP head", mlp(t).argmax(1).numpy(), mlp.hidden(t).numpy()
@@ -213,7 +277,7 @@ def independent_deployer(i, rows):
     else:
         words = sorted({w for d in docs for w in re.findall(r"[a-z']+", d.lower())})
         vocab = {w: j + 2 for j, w in enumerate(words)}
-        net = torch_classifier(BagOfEmbeddings(len(vocab) + 2), word_ids(docs, vocab), y, seed=i, epochs=quick(30, 15))
+        net = torch_classifier(lambda: BagOfEmbeddings(len(vocab) + 2), word_ids(docs, vocab), y, seed=i, epochs=quick(30, 15))
         with torch.no_grad():
             t = word_ids(test_docs, vocab)
             return "word embeddings from scratch", net(t).argmax(1).numpy(), net.bag(t).numpy()
@@ -233,47 +297,110 @@ text_acc = pd.DataFrame([{"world": w, "deployer": n, "test accuracy": (p == y_te
 display(text_acc.round(3).set_index(["world", "deployer"]))
 
 # %% [markdown]
-# Now the two measures for each world: mean pairwise CKA of the deployers' representations, and
-# $H$ of their failures with a 95 % bootstrap interval. $H$ can only reach $\min_i p_i / \prod_i p_i$
-# (when every failure of the best model is shared by all), which is larger when error rates are
-# lower; so we add a rate-robust companion: of the most accurate deployer's failures, the share
-# that *all* deployers make, $P(\text{all wrong}) / \min_i p_i$.
+# Now the measures for each world, each beside its value under independent failures: mean
+# pairwise CKA of the deployers' representations; $P(\text{all wrong})$ beside $\prod_i p_i$;
+# $H$ with its 95 % bootstrap interval and ceiling $H_{\max}$; the best deployer's shared share
+# beside its independence value; and $\tilde H$ with its interval. Both worlds are judged on the
+# *same* test examples, so the difference between them gets a **paired** bootstrap interval
+# (`bootstrap_difference`: each resample scores both worlds on the same examples).
 
 # %%
-def summarise(world_results, y):
-    rows = {}
+def summarise(world_results, y, n_boot=quick(2000, 500)):
+    """One column per world, and paired differences (first world − second) of P(all), H and H̃."""
+    cols, errors = {}, {}
     for w, (names, preds, reps) in world_results.items():
-        errors = preds != y  # (k, n)
-        H, lo, hi = bootstrap_interval(errors, n_boot=quick(2000, 500))
+        E = errors[w] = preds != y  # (k, n)
+        f = failure_summary(E)
+        _, h_lo, h_hi = bootstrap_interval(E, n_boot=n_boot)
+        _, t_lo, t_hi = bootstrap_interval(E, n_boot=n_boot, statistic="normalised")
         cka = pairwise_cka(reps)
-        rows[w] = {"mean accuracy": 1 - errors.mean(), "mean pairwise CKA": cka[np.triu_indices(len(reps), 1)].mean(),
-                   "P(all wrong)": errors.all(0).mean(), "Π P(wrong)": errors.mean(1).prod(),
-                   "H": H, "H 95% low": lo, "H 95% high": hi,
-                   # rate-robust companion: of the best deployer's failures, the share every deployer makes
-                   "shared share of best's errors": errors.all(0).mean() / errors.mean(1).min()}
-    return pd.DataFrame(rows).T
+        cols[w] = {"mean accuracy": 1 - E.mean(), "mean pairwise CKA": cka[np.triu_indices(len(reps), 1)].mean(),
+                   "P(all wrong)": f["P(all wrong)"], "Π p_i (if independent)": f["Π p_i"],
+                   "H": f["H"], "H 95% low": h_lo, "H 95% high": h_hi, "H_max": f["H_max"],
+                   "P(all)/min p": f["P(all)/min p"], "P(all)/min p if independent": f["P(all)/min p if indep."],
+                   "ratio to independent (= H)": f["ratio to indep."],
+                   "H̃": f["H̃"], "H̃ 95% low": t_lo, "H̃ 95% high": t_hi}
+    a, b = errors
+    diffs = {stat: bootstrap_difference(errors[a], errors[b], statistic=stat, n_boot=n_boot)
+             for stat in ("joint", "H", "normalised")}
+    return pd.DataFrame(cols), diffs
 
 
-text_summary = summarise(worlds, y_test)
-display(text_summary.round(3))
+def ci(r, s, fmt=".2f"):
+    return f"{r[s]:{fmt}} [{r[s + ' 95% low']:{fmt}}, {r[s + ' 95% high']:{fmt}}]"
 
-# %%
-fig, ax = plt.subplots(figsize=(6, 3))
-for j, (w, r) in enumerate(text_summary.iterrows()):
-    ax.errorbar(r["H"], j, xerr=[[r["H"] - r["H 95% low"]], [r["H 95% high"] - r["H"]]], fmt="o", capsize=5)
-ax.axvline(1, ls="--", c="gray"); ax.text(1.05, 1.3, "independent failures (H = 1)", color="gray", fontsize=8)
-ax.set_yticks(range(len(text_summary))); ax.set_yticklabels(text_summary.index); ax.set_ylim(-0.6, 1.6)
-ax.set_xlabel("outcome homogenization H (95% bootstrap interval)")
-more = text_summary["H"].idxmax()
-ax.set_title(f"Review polarity: failures are most homogeneous for '{more}'", fontsize=10)
-plt.tight_layout(); plt.show()
+
+def read_h(summary, diffs):
+    """This run's reading of H: sentences, a figure headline, a one-line summary and the verdict."""
+    (a, A), (b, B) = summary.items()
+    sig = {stat: d[1] > 0 or d[2] < 0 for stat, d in diffs.items()}  # paired interval excludes 0?
+    def dtxt(stat, fmt=".2f"):
+        d = diffs[stat]
+        return f"paired difference {d[0]:+{fmt}} [{d[1]:+{fmt}}, {d[2]:+{fmt}}]"
+    hi_h, hi_t = (a if A[s] > B[s] else b for s in ("H", "H̃"))
+    lines = ["$H$: " + "; ".join(f"*{w}* {ci(r, 'H')}" + ("" if r["H 95% low"] > 1 else " (reaches 1: not "
+                                  "distinguishable from independent failures)") for w, r in summary.items())
+             + (f". *{hi_h}* has the higher $H$ ({dtxt('H')})." if sig["H"] else f". The gap is within noise ({dtxt('H')}).")]
+    pa, pb, ia, ib = A["P(all wrong)"], B["P(all wrong)"], A["Π p_i (if independent)"], B["Π p_i (if independent)"]
+    lines.append(f"Where the $H$ gap comes from: $H$ ratio {A['H'] / B['H']:.2f}× = $P$(all wrong) ratio {pa / pb:.2f}× "
+                 f"({pa:.3f} vs {pb:.3f}, {dtxt('joint', '.3f')}) ÷ $\\prod_i p_i$ ratio {ia / ib:.2f}× ({ia:.4f} vs {ib:.4f}). "
+                 + (f"*{a if pa > pb else b}* fails more examples all together." if sig["joint"] else
+                    "The share of examples that fail every deployer is indistinguishable between the worlds, so what "
+                    "separates their $H$ is the error rates in the denominator."))
+    lines.append(f"Of the best deployer's failures, all deployers make {A['P(all)/min p']:.0%} vs {B['P(all)/min p']:.0%}; "
+                 f"independent failures would give {A['P(all)/min p if independent']:.1%} vs {B['P(all)/min p if independent']:.1%}, "
+                 f"and observed / independent = {A['ratio to independent (= H)']:.1f} vs {B['ratio to independent (= H)']:.1f} "
+                 "is $H$ again: this share cannot separate sharing from error rates either.")
+    zero = [f"*{w}*'s interval includes 0." for w, r in summary.items() if r["H̃ 95% low"] <= 0]
+    lines.append(" ".join([f"Rate-normalised $\\tilde H$ (0 = independent, 1 = the most overlap these rates allow): "
+                           f"*{a}* {ci(A, 'H̃')}, *{b}* {ci(B, 'H̃')}.", *zero,
+                           f"*{hi_t}* fails together more even on this scale ({dtxt('normalised')})." if sig["normalised"]
+                           else f"The difference is within noise ({dtxt('normalised')})."]))
+    if sig["normalised"]:
+        verdict = (f"*{hi_t}*'s failures are more homogeneous, even once the error rates are accounted for"
+                   + ("." if hi_t == a else f"; the *{a}* world does not homogenize failures more here."))
+    elif sig["H"]:
+        verdict = (f"*{hi_h}* has the higher $H$, but " + ("" if sig["joint"] else "the same share of examples fails "
+                   "everyone in both worlds (within noise) and ") + "once the error rates are accounted for the difference "
+                   "is within noise: this run does not show failures more homogeneous in either world beyond what their "
+                   "error rates imply.")
+    else:
+        verdict = "This test set cannot tell the two worlds apart, by $H$ or by $\\tilde H$."
+    headline = (f"H {'higher for ' + hi_h if sig['H'] else 'gap within noise'}; rate-normalised H̃ "
+                f"{'higher for ' + hi_t if sig['normalised'] else 'gap within noise'}")
+    short = (f"$H$ {A['H']:.1f} vs {B['H']:.1f} ({'paired interval excludes 0' if sig['H'] else 'within noise'}); "
+             f"$P$(all wrong) {pa:.3f} vs {pb:.3f} ({'different' if sig['joint'] else 'indistinguishable'}); "
+             f"$\\tilde H$ {ci(A, 'H̃')} vs {ci(B, 'H̃')} ({'higher for ' + hi_t if sig['normalised'] else 'within noise'})")
+    return {"lines": lines + [f"**Verdict:** {verdict}"], "headline": headline, "short": short, "verdict": verdict}
+
+
+def plot_h(summary, diffs, task):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 2.8), layout="constrained")
+    for ax, (stat, ref, label) in zip(axes, (("H", 1, "H (1 = independent)"),
+                                              ("H̃", 0, "H̃ (0 = independent, 1 = maximal overlap)"))):
+        for j, (w, r) in enumerate(summary.items()):
+            ax.errorbar(r[stat], j, xerr=[[r[stat] - r[stat + " 95% low"]], [r[stat + " 95% high"] - r[stat]]],
+                        fmt="o", capsize=5, color=f"C{j}")
+        ax.axvline(ref, ls="--", c="gray")
+        ax.set_yticks(range(summary.shape[1])); ax.set_ylim(-0.6, summary.shape[1] - 0.4)
+        ax.set_yticklabels(summary.columns if stat == "H" else [])
+        ax.set_xlabel(f"{label}, 95% bootstrap interval", fontsize=9)
+    fig.suptitle(mmcourse.title(f"{task}: {read_h(summary, diffs)['headline']}"), fontsize=10)
+    plt.show()
+
+
+text_summary, text_diffs = summarise(worlds, y_test)
+display(text_summary.round(4))
+plot_h(text_summary, text_diffs, "Review polarity")
+mmcourse.say("\n".join("- " + line for line in read_h(text_summary, text_diffs)["lines"]))
 
 # %% [markdown]
 # ### Who is failed by every shared-base deployer?
 #
 # The snippets all four MiniLM-based deployers get wrong, and whether the independent world
-# also fails them. Read a few: some are genuinely ambiguous or mislabelled, which is why $H > 1$
-# is expected even for independent methods (a test set has hard examples for everyone).
+# also fails them. Read a few: are some of them ambiguous, or mislabelled? A test set has hard
+# examples for everyone, so $H > 1$ is to be expected even for independent methods; the question
+# is whether a shared base adds to it.
 
 # %%
 shared_err = worlds["shared base (MiniLM)"][1] != y_test
@@ -321,8 +448,9 @@ class StopAfter:
         state.stop = state.step >= self.steps
 
 
-def train_image_deployer(encoder, rows, seed, steps=quick(200, 25), lr=2e-3):
-    torch.manual_seed(seed)
+def train_image_deployer(make_encoder, rows, seed, steps=quick(200, 25), lr=2e-3):
+    torch.manual_seed(seed)  # before building: a scratch encoder's and every head's weights come from it
+    encoder = make_encoder()
     model = nn.Sequential(encoder, nn.Linear(encoder.out_dim, 10))
     fit(model, (X_img[rows], y_img[rows]), callbacks=[StopAfter(steps)],
         config=FitConfig(epochs=10_000, batch_size=64, lr=lr, seed=seed, device="cpu"))
@@ -336,18 +464,60 @@ def outputs(model, x):
     return model[1](z).argmax(1).numpy(), z.numpy()
 
 
-image_models = {
-    "shared base (SimCLR)": [train_image_deployer(copy.deepcopy(base_run.encoder), r, seed=i, lr=1e-3)
-                             for i, r in enumerate(img_rows)],
-    "independent from scratch": [train_image_deployer(ImageEncoder(64, width=w), r, seed=i)
-                                 for i, (r, w) in enumerate(zip(img_rows, (8, 16, 24, 32)))],
-}
+def train_image_worlds(seed_offset=0):
+    """Both image worlds; deployer i trains with seed i + seed_offset (its init and batch order)."""
+    return {
+        "shared base (SimCLR)": [train_image_deployer(lambda: copy.deepcopy(base_run.encoder), r, seed=i + seed_offset,
+                                                      lr=1e-3) for i, r in enumerate(img_rows)],
+        "independent from scratch": [train_image_deployer(lambda: ImageEncoder(64, width=w), r, seed=i + seed_offset)
+                                     for i, (r, w) in enumerate(zip(img_rows, (8, 16, 24, 32)))],
+    }
+
+
+image_models = train_image_worlds()
 image_worlds = {}
 for w, models in image_models.items():
     preds, reps = zip(*(outputs(m, Xt_img) for m in models))
     image_worlds[w] = ([f"deployer {i}" for i in range(k)], np.stack(preds), list(reps))
-image_summary = summarise(image_worlds, yt_img.numpy())
-display(image_summary.round(3))
+image_summary, image_diffs = summarise(image_worlds, yt_img.numpy())
+display(image_summary.round(4))
+plot_h(image_summary, image_diffs, "Digits")
+mmcourse.say("\n".join("- " + line for line in read_h(image_summary, image_diffs)["lines"]))
+
+# %% [markdown]
+# ### Does the image comparison survive other training seeds?
+#
+# The bootstrap intervals cover the sampling of *test examples* only: each deployer above was
+# trained once, with one seed. Retraining every deployer of both worlds with other seeds (same
+# data, same budget; only the initial weights and the batch order change) shows how much of the
+# comparison is seed luck.
+
+# %%
+seed_rows = []
+for offset in quick([0, 100, 200], [0, 100]):
+    models = image_models if offset == 0 else train_image_worlds(offset)
+    E = {w: np.stack([outputs(m, Xt_img)[0] for m in ms]) != yt_img.numpy() for w, ms in models.items()}
+    (a, Ea), (b, Eb) = E.items()
+    row = {"seeds": f"i + {offset}"}
+    for w, Ew in E.items():
+        row |= {f"accuracy | {w}": 1 - Ew.mean(), f"H | {w}": outcome_homogenization(Ew),
+                f"H̃ | {w}": normalised_homogenization(Ew)}
+    d = bootstrap_difference(Ea, Eb, statistic="normalised", n_boot=quick(2000, 500))
+    seed_rows.append(row | {"H̃ gap (shared − indep.)": d[0], "gap 95% low": d[1], "gap 95% high": d[2]})
+seed_table = pd.DataFrame(seed_rows).set_index("seeds")
+display(seed_table.round(3).T)
+h_gap = seed_table[f"H | {a}"] - seed_table[f"H | {b}"]
+t_sig = ((seed_table["gap 95% low"] > 0) | (seed_table["gap 95% high"] < 0)).sum()
+same_sign = (np.sign(h_gap) == np.sign(h_gap.iloc[0])).all()
+seed_note = (f"Over {len(seed_table)} sets of training seeds the $H$ gap (shared − independent) is "
+             f"{', '.join(f'{g:+.1f}' for g in h_gap)}: {'the same sign every time' if same_sign else 'its sign changes with the seeds'}; "
+             f"the $\\tilde H$ gap is {', '.join(f'{g:+.2f}' for g in seed_table['H̃ gap (shared − indep.)'])}, "
+             f"with {t_sig} of {len(seed_table)} paired intervals excluding 0: "
+             + ("every seed set agrees on the $\\tilde H$ comparison." if t_sig == len(seed_table) and
+                len(set(np.sign(seed_table["H̃ gap (shared − indep.)"]))) == 1 else
+                "no seed set shows a $\\tilde H$ difference beyond test-set noise." if t_sig == 0 else
+                "the $\\tilde H$ verdict depends on the training seeds, so treat any single-seed verdict as unsettled."))
+mmcourse.say(seed_note)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
@@ -359,8 +529,13 @@ for ax, (w, (_, _, reps)) in zip(axes, image_worlds.items()):
     ax.set_title(w, fontsize=10); ax.set_xlabel("deployer"); ax.set_ylabel("deployer")
     ax.set_xticks(range(k)); ax.set_yticks(range(k))
 fig.colorbar(im, ax=axes, label="linear CKA")
-s, i_ = image_summary["mean pairwise CKA"]
-fig.suptitle(f"Deployers that start from one base stay alike: mean CKA {s:.2f} vs {i_:.2f} from scratch", fontsize=10)
+pairs = {w: pairwise_cka(reps)[np.triu_indices(k, 1)] for w, (_, _, reps) in image_worlds.items()}
+(sw, sp), (iw, ip) = pairs.items()
+alike = ("stay more alike than scratch models (every pair)" if sp.min() > ip.max() else
+         "are more alike on average (the pairs' ranges overlap)" if sp.mean() > ip.mean() else
+         "are no more alike than scratch models")
+fig.suptitle(mmcourse.title(f"Deployers that start from one base {alike}: mean CKA {sp.mean():.2f} "
+                            f"({sp.min():.2f}–{sp.max():.2f}) vs {ip.mean():.2f} ({ip.min():.2f}–{ip.max():.2f})"), fontsize=10)
 plt.show()
 
 # %% [markdown]
@@ -376,8 +551,8 @@ for ax, j in zip(axes, all_wrong_img):
     ax.set_title(f"{yt_img[j].item()}→{image_worlds['shared base (SimCLR)'][1][0, j]} | ind. {img_indep_err[:, j].sum()}/{k}", fontsize=7)
 for ax in axes:
     ax.set_xticks([]); ax.set_yticks([])
-fig.suptitle(f"{len(all_wrong_img)} test digits fail all {k} shared-base deployers "
-             f"(true→deployer 0's guess | how many independent deployers also fail)", fontsize=9)
+fig.suptitle(mmcourse.title(f"{len(all_wrong_img)} test digits fail all {k} shared-base deployers "
+                            f"(true→deployer 0's guess | how many independent deployers also fail)"), fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -386,8 +561,9 @@ plt.tight_layout(); plt.show()
 # A base is only as good as its pretraining data. We make the flaw concrete with a **backdoor**
 # (BadNets, Gu et al. 2017): a provider pretrains an encoder on a labelled upstream set in which an
 # attacker has stamped a small white square in the bottom-right corner of 10 % of the images and
-# relabelled them "0". On clean images the base behaves normally. Then the same four deployers
-# adapt it on their own *clean* data, by a frozen linear probe or by fine-tuning as in section 3.
+# relabelled them "0"; the attacker wants a base that behaves normally on clean images (the table
+# shows whether it does). Then the same four deployers adapt it on their own *clean* data, by a
+# frozen linear probe or by fine-tuning as in section 3.
 # **Attack success rate** (ASR): the share of triggered test images of digits 1–9 classified "0".
 
 # %%
@@ -443,7 +619,7 @@ def probe_deployer(encoder, rows):
 
 defect_models = {
     "flawed base, probe": [probe_deployer(flawed[0], r) for r in img_rows],
-    "flawed base, fine-tune": [train_image_deployer(copy.deepcopy(flawed[0]), r, seed=i, lr=1e-3)
+    "flawed base, fine-tune": [train_image_deployer(lambda: copy.deepcopy(flawed[0]), r, seed=i, lr=1e-3)
                                for i, r in enumerate(img_rows)],
     "clean SimCLR base, probe": [probe_deployer(base_run.encoder, r) for r in img_rows],
     "clean SimCLR base, fine-tune": image_models["shared base (SimCLR)"],
@@ -467,8 +643,8 @@ ax.set_yticks(range(len(worlds_order))); ax.set_yticklabels(worlds_order); ax.se
 ax.set_xlabel("attack success rate (triggered digits 1-9 read as '0'), one dot per deployer")
 inh = defect[defect.world == "flawed base, probe"]["ASR"].min()
 ft = defect[defect.world == "flawed base, fine-tune"]["ASR"].mean()
-ax.set_title(f"Probing deployers of the flawed base all inherit the backdoor (ASR ≥ {inh:.2f}); "
-             f"fine-tuning leaves {ft:.2f} on average", fontsize=9)
+ax.set_title(mmcourse.title(f"Probing deployers of the flawed base {'all inherit' if inh >= 0.5 else 'do not all inherit'} "
+                            f"the backdoor (lowest ASR {inh:.2f}); fine-tuning leaves {ft:.2f} on average"), fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %%
@@ -478,47 +654,50 @@ all_fooled = pd.Series({w: e.all(0).mean() for w, e in to_target.items()}, name=
 display(all_fooled.round(3).to_frame())
 
 # %% [markdown]
-# The table above is the homogenized failure in its starkest form: the share of triggered test
-# digits that *every one* of the four deployers reads as "0".
+# The table counts the homogenized failure directly: the share of triggered test digits that
+# *every one* of a world's four deployers reads as "0".
 #
 # ## 5. Interactive: what makes $H$ large?
 #
-# A simulation with $k$ models, each wrong on a share $p$ of $n = 2000$ examples. A fraction $s$
-# of each model's errors falls on one common set of "hard" examples, the rest at random. Watch
-# $H$ go from 1 ($s = 0$) towards its ceiling $1/p^{k-1}$ ($s = 1$): rare errors that coincide
-# give huge $H$, so always read $H$ next to the error rates.
+# A simulation with $k$ models, each wrong on a share $p$ of the examples. A fraction $s$ of each
+# model's errors falls on one common set of "hard" examples, the rest at random. Watch $H$ go from
+# 1 ($s = 0$) towards its ceiling $1/p^{k-1}$ ($s = 1$): rare errors that coincide give huge $H$,
+# so always read $H$ next to the error rates.
+#
+# $H$'s numerator counts the examples that fail *all* $k$ models, and with many models and rare
+# errors that count is tiny. The next cell draws five simulated 2,000-example test sets at $k = 6$,
+# $p = 0.1$, $s = 0.3$ and prints the joint-failure count and the $H$ it would give.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for seed in range(5):
+    r = simulate_h(6, 0.1, 0.3, n_max=2000, min_joint=0, n_boot=50, seed=seed)  # the old, unguarded widget
+    print(f"seed {seed}: {r['joint']} of 2,000 fail all 6 models -> H = {r['H']:,.0f}")
+
+# %% [markdown]
+# A handful of examples decides $H$ there. So `simulate_h` makes the simulated test set large
+# enough to expect about 50 joint failures (up to 400,000 examples), and when fewer than 10 occur
+# it says so instead of printing an $H$:
+
+# %%
+print(inspect.getsource(simulate_h))
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 import ipywidgets as widgets
 
-
-def simulate_errors(k_models, p, s, n=2000, seed=0):
-    rng = np.random.default_rng(seed)
-    n_err = int(round(p * n))
-    hard = rng.choice(n, n_err, replace=False)  # the common hard set
-    E = np.zeros((k_models, n), dtype=bool)
-    for i in range(k_models):
-        n_shared = int(round(s * n_err))
-        E[i, rng.choice(hard, n_shared, replace=False)] = True
-        rest = np.setdiff1d(np.arange(n), np.flatnonzero(E[i]))
-        E[i, rng.choice(rest, n_err - n_shared, replace=False)] = True
-    return E
-
-
 sim_out = widgets.Output()
-k_slider = widgets.IntSlider(value=4, min=2, max=6, description="k models")
-p_slider = widgets.FloatSlider(value=0.1, min=0.02, max=0.4, step=0.02, description="error rate p")
-s_slider = widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="shared s")
+wide = {"style": {"description_width": "initial"}, "layout": widgets.Layout(width="420px")}
+k_slider = widgets.IntSlider(value=4, min=2, max=6, description="k models", **wide)
+p_slider = widgets.FloatSlider(value=0.1, min=0.02, max=0.4, step=0.02, description="error rate p", **wide)
+s_slider = widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="shared fraction s", **wide)
 
 
 def show_sim(change=None):
-    E = simulate_errors(k_slider.value, p_slider.value, s_slider.value)
-    H, lo, hi = bootstrap_interval(E, n_boot=300)
+    r = simulate_h(k_slider.value, p_slider.value, s_slider.value)
     with sim_out:
         sim_out.clear_output(wait=True)
-        print(f"H = {H:.2f} (95% {lo:.2f}–{hi:.2f}); ceiling 1/p^(k-1) = {1 / p_slider.value ** (k_slider.value - 1):.0f}; "
-              f"P(all wrong) = {E.all(0).mean():.4f} vs independent {p_slider.value ** k_slider.value:.4f}")
+        print(r["text"])
 
 
 for w_ in (k_slider, p_slider, s_slider):
@@ -559,55 +738,54 @@ check.attack_success_rate(attack_success_rate)
 # ## What the numbers say
 
 # %%
-ts, ti = text_summary.loc["shared base (MiniLM)"], text_summary.loc["independent methods"]
-is_, ii = image_summary.loc["shared base (SimCLR)"], image_summary.loc["independent from scratch"]
+ts, ti = text_summary.iloc[:, 0], text_summary.iloc[:, 1]
+is_, ii = image_summary.iloc[:, 0], image_summary.iloc[:, 1]
+text_read, image_read = read_h(text_summary, text_diffs), read_h(image_summary, image_diffs)
 dm = defect.groupby("world")["ASR"].agg(["min", "max", "mean"])
-dc = defect.groupby("world")["clean accuracy"].mean()
+dc = defect.groupby("world")["clean accuracy"].agg(["min", "max", "mean"])
+acc_range = text_acc.groupby("world", sort=False)["test accuracy"].agg(["min", "max", "mean"])
+(tw_s, ta), (tw_i, tb) = acc_range.iterrows()
+text_acc_txt = ("more accurate, every one of them" if ta["min"] > tb["max"] else
+                "more accurate on average" if ta["mean"] > tb["mean"] else "not more accurate")
+inherit = dm.loc["flawed base, probe", "min"] >= 0.5
+clean_max = max(dm.loc["clean SimCLR base, probe", "max"], dm.loc["clean SimCLR base, fine-tune", "max"])
+clean_min = min(dm.loc["clean SimCLR base, probe", "min"], dm.loc["clean SimCLR base, fine-tune", "min"])
+indep_max = dm.loc["independent from scratch", "max"]
+hides = dc.loc["flawed base, probe", "mean"] >= dc.loc["clean SimCLR base, probe", "mean"] - 0.01
+probe_vs_ft = dc.loc["clean SimCLR base, probe", "mean"] - is_["mean accuracy"]
+both_above = [r["H 95% low"] > 1 for _, r in list(text_summary.items()) + list(image_summary.items())]
+more_accurate = [f"{task} (ceiling $H_{{\\max}}$ {sh['H_max']:.1f} vs {ind['H_max']:.1f})"
+                 for task, sh, ind in (("text", ts, ti), ("images", is_, ii)) if sh["mean accuracy"] > ind["mean accuracy"]]
+rate_note = (f"The shared-base deployers are the more accurate ones on {' and on '.join(more_accurate)}: their smaller "
+             "error rates alone raise their $H$ and its ceiling, which is why every $H$ above is read beside $\\tilde H$."
+             if more_accurate else "The shared-base deployers are not the more accurate ones in either domain.")
 
-
-def hci(r):
-    return f"H = {r['H']:.1f} [{r['H 95% low']:.1f}, {r['H 95% high']:.1f}]"
-
-
-def rate_verdict(task, shared, indep, margin=0.05):
-    d = shared["shared share of best's errors"] - indep["shared share of best's errors"]
-    if abs(d) < margin:
-        return f"On {task} the two are within {margin:.0%}: most of the H gap there is a rate effect."
-    return f"On {task} the shared-base world shares {'more' if d > 0 else 'less'} of its failures, beyond the rate effect."
-
-
-def overlap(a, b):
-    return a["H 95% low"] <= b["H 95% high"] and b["H 95% low"] <= a["H 95% high"]
-
-
-display(Markdown(f"""
-- **Text.** MiniLM-based deployers are more accurate ({ts['mean accuracy']:.3f} vs {ti['mean accuracy']:.3f}) and
-  their representations are far more alike (mean CKA {ts['mean pairwise CKA']:.2f} vs {ti['mean pairwise CKA']:.2f}; three
-  of them read the very same embedding). Their failures: shared base {hci(ts)}, independent {hci(ti)}.
-  {"The intervals overlap, so this test set cannot say which world is more homogenized." if overlap(ts, ti) else ("The shared-base world is measurably more homogenized." if ts['H'] > ti['H'] else "The independent world is measurably *more* homogenized here, not less: its deployers share hard examples too.")}
-  Both are well above 1: part of what fails everyone is the examples themselves (ambiguous or mislabelled snippets).
-- **Images.** Fine-tuned copies of one SimCLR encoder keep a mean CKA of {is_['mean pairwise CKA']:.2f} vs
-  {ii['mean pairwise CKA']:.2f} for independent scratch models; accuracy {is_['mean accuracy']:.3f} vs {ii['mean accuracy']:.3f}
-  (a frozen probe on the same base reaches {dc['clean SimCLR base, probe']:.3f}: at this budget, fine-tuning on
-  {per_class * 10} labels costs accuracy);
-  failures: shared {hci(is_)}, independent {hci(ii)}.
-  {"The intervals overlap." if overlap(is_, ii) else ("Shared-base failures are more homogeneous." if is_['H'] > ii['H'] else "Scratch models fail together more, not less.")}
-- **Defects.** The backdoored base has clean accuracy {clean_acc(flawed):.3f} and ASR {asr(flawed):.2f}. Every deployer that
-  probes it inherits the backdoor (ASR {dm.loc['flawed base, probe', 'min']:.2f}–{dm.loc['flawed base, probe', 'max']:.2f}, clean accuracy
-  {dc['flawed base, probe']:.3f}); fine-tuning on clean data keeps ASR at {dm.loc['flawed base, fine-tune', 'min']:.2f}–{dm.loc['flawed base, fine-tune', 'max']:.2f};
-  independent scratch models: {dm.loc['independent from scratch', 'min']:.2f}–{dm.loc['independent from scratch', 'max']:.2f}, and
-  deployers of the clean SimCLR base {min(dm.loc['clean SimCLR base, probe', 'min'], dm.loc['clean SimCLR base, fine-tune', 'min']):.2f}–{max(dm.loc['clean SimCLR base, probe', 'max'], dm.loc['clean SimCLR base, fine-tune', 'max']):.2f}
-  (probe or fine-tune), so the trigger alone fools nobody.
+mmcourse.say(f"""
+- **Text.** MiniLM-based deployers are {text_acc_txt} (test accuracy {ta['mean']:.3f}, {ta['min']:.3f}–{ta['max']:.3f},
+  vs {tb['mean']:.3f}, {tb['min']:.3f}–{tb['max']:.3f}); mean pairwise CKA {ts['mean pairwise CKA']:.2f} vs
+  {ti['mean pairwise CKA']:.2f} (three MiniLM deployers read the very same embedding, so three of their six pairs are 1 by
+  construction). Failures: {text_read['short']}. {text_read['verdict']}
+- **Images.** Fine-tuned copies of one SimCLR encoder: mean CKA {is_['mean pairwise CKA']:.2f} vs {ii['mean pairwise CKA']:.2f}
+  for scratch models; accuracy {is_['mean accuracy']:.3f} vs {ii['mean accuracy']:.3f} (a frozen probe on the same base
+  reaches {dc.loc['clean SimCLR base, probe', 'mean']:.3f}{f": at this budget fine-tuning on {per_class * 10} labels costs accuracy" if probe_vs_ft > 0.02 else ""}).
+  Failures: {image_read['short']}. {image_read['verdict']} {seed_note}
+- **Both domains.** {"Every world's $H$ interval lies above 1: some examples fail every deployer whatever the base, as hard or mislabelled examples would." if all(both_above) else "Not every world's $H$ interval lies above 1 (see the tables)."}
+  {rate_note}
+- **Defects.** The backdoored base has clean accuracy {clean_acc(flawed):.3f} and ASR {asr(flawed):.2f}.
+  {"Every" if inherit else "Not every"} deployer that probes it inherits the backdoor (ASR {dm.loc['flawed base, probe', 'min']:.2f}–{dm.loc['flawed base, probe', 'max']:.2f});
+  fine-tuning on clean data leaves ASR {dm.loc['flawed base, fine-tune', 'min']:.2f}–{dm.loc['flawed base, fine-tune', 'max']:.2f};
+  scratch models {dm.loc['independent from scratch', 'min']:.2f}–{indep_max:.2f} and deployers of the clean SimCLR base
+  {clean_min:.2f}–{clean_max:.2f}{", so the trigger alone fools almost nobody" if max(clean_max, indep_max) < 0.1 else ""}.
   All four probing deployers read the same triggered digit as "0" for {all_fooled['flawed base, probe']:.0%} of them,
-  vs {all_fooled['independent from scratch']:.0%} for the independent world. Nothing in clean test accuracy reveals the flaw.
-- **Rate-robust view.** $H$ rises when error rates fall, and the shared-base deployers are the more accurate ones.
-  Of the best deployer's failures, all four deployers share {ts["shared share of best's errors"]:.0%} (MiniLM) vs
-  {ti["shared share of best's errors"]:.0%} (independent) on text, and {is_["shared share of best's errors"]:.0%} vs
-  {ii["shared share of best's errors"]:.0%} on images. {rate_verdict("text", ts, ti)} {rate_verdict("images", is_, ii)}
-- **What this does not show.** Four deployers, one test set, one seed per deployer, small models, and deployers
-  that differ in method as well as base. The starkest effect is defect inheritance: {all_fooled['flawed base, probe']:.0%} of
-  triggered digits fool all four probing deployers at once.
-"""))
+  vs {all_fooled['independent from scratch']:.0%} in the independent world. Clean accuracy of the probing deployers:
+  {dc.loc['flawed base, probe', 'mean']:.3f} on the flawed base vs {dc.loc['clean SimCLR base, probe', 'mean']:.3f} on the clean one:
+  {"clean test accuracy does not reveal the flaw." if hides else "here the flawed base is less accurate on clean digits, a hint a deployer could notice."}
+- **What this does not show.** Four deployers, one test set, small models, and deployers that differ in method
+  as well as base; one training seed per text deployer and {len(seed_table)} seed sets for the image worlds (the
+  bootstrap intervals cover the test examples, not the training seeds). $\\tilde H$ rescales $H$ to its range; it does not say what would happen if
+  the independent deployers were as accurate as the shared-base ones.
+""")
+
 
 # %% [markdown]
 # **Next:** [05 · Fusion](05_fusion.ipynb) — combining image and audio encoders, and when fusion pays.

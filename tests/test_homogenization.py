@@ -5,8 +5,10 @@ import pytest
 import scipy.sparse
 import torch
 
-from mmcourse.homogenization import (bootstrap_interval, linear_cka, outcome_homogenization,
-                                     pairwise_cka)
+from mmcourse.homogenization import (bootstrap_difference, bootstrap_interval,
+                                     expected_joint_failure_rate, failure_summary, linear_cka,
+                                     normalised_homogenization, outcome_homogenization,
+                                     pairwise_cka, simulate_errors, simulate_h)
 
 
 def _rand(n=30, d=5, seed=0):
@@ -105,28 +107,153 @@ def test_homogenization_errors():
         bootstrap_interval(np.array([[1, 0], [1, 1]], dtype=bool), level=95)
 
 
-# ----------------------------------------------------- reference solutions of notebook 04's exercises
-def cka_from_gram_solution(K, L):
-    n = len(K)
-    C = torch.eye(n, dtype=K.dtype) - torch.ones(n, n, dtype=K.dtype) / n
-    Kc, Lc = C @ K @ C, C @ L @ C
-    return ((Kc * Lc).sum() / (Kc.norm() * Lc.norm())).item()
+def test_normalised_homogenization_hand_examples():
+    # same failures: P(all) = 1/2 = min p, the most overlap possible -> 1
+    assert normalised_homogenization(np.array([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)) == pytest.approx(1.0)
+    # P(all) = 1/4 = (1/2)(1/2): independent -> 0
+    assert normalised_homogenization(np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)) == pytest.approx(0.0)
+    # disjoint failures: P(all) = 0, Πp = 1/4, min p = 1/2 -> (0 - 1/4) / (1/2 - 1/4) = -1
+    disjoint = np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=bool)
+    assert normalised_homogenization(disjoint) == pytest.approx(-1.0)
+    # rates 1/4 and 1/2, P(all) = 1/4 (every failure of the better one shared): H = 2 = H_max, H̃ = 1
+    E = np.array([[1, 0, 0, 0], [1, 1, 0, 0]], dtype=bool)
+    assert outcome_homogenization(E) == pytest.approx(2.0)
+    assert normalised_homogenization(E) == pytest.approx(1.0)
 
 
-def attack_success_rate_solution(preds, labels, target):
-    keep = labels != target
-    return (preds[keep] == target).double().mean().item()
+def test_same_joint_failures_lower_rates_raise_h_not_h_tilde():
+    """The lesson's point: the same P(all wrong) with lower error rates gives a larger H."""
+    n = 1000
+    common = np.zeros(n, bool)
+    common[:50] = True  # 50 examples every model fails
+
+    def world(extra):
+        E = np.tile(common, (3, 1))
+        for i in range(3):
+            E[i, 100 + i * extra: 100 + (i + 1) * extra] = True  # each model's own failures
+        return E
+
+    accurate, sloppy = world(50), world(150)
+    assert accurate.all(0).mean() == sloppy.all(0).mean() == 0.05
+    assert outcome_homogenization(accurate) > 5 * outcome_homogenization(sloppy)
+    s_acc, s_sl = failure_summary(accurate), failure_summary(sloppy)
+    assert s_acc["H"] / s_sl["H"] == pytest.approx(8.0)  # (0.2 / 0.1)^3: the denominators alone
+    # H̃ places P(all) in its range [Π p, min p]: half vs a quarter of each model's failures shared
+    assert s_acc["H̃"] == pytest.approx((0.05 - 0.1 ** 3) / (0.1 - 0.1 ** 3))
+    assert s_sl["H̃"] == pytest.approx((0.05 - 0.2 ** 3) / (0.2 - 0.2 ** 3))
+    assert 2 < s_acc["H̃"] / s_sl["H̃"] < 2.5
+    d, lo, hi = bootstrap_difference(accurate, sloppy, statistic="joint", n_boot=200)
+    assert d == 0 and lo == hi == 0  # the same examples fail everyone in both worlds
 
 
-def test_checkers_notebook_04(capsys):
-    from mmcourse import check
-    assert check.cka_from_gram(cka_from_gram_solution) is True
-    assert check.attack_success_rate(attack_success_rate_solution) is True
+def test_failure_summary_companion_ratio_is_h():
+    rng = np.random.default_rng(3)
+    E = rng.random((4, 2000)) < [[0.1], [0.2], [0.3], [0.25]]
+    f = failure_summary(E)
+    rates = E.mean(1)
+    assert f["P(all wrong)"] == pytest.approx(E.all(0).mean())
+    assert f["Π p_i"] == pytest.approx(rates.prod())
+    assert f["H"] == pytest.approx(outcome_homogenization(E))
+    assert f["H_max"] == pytest.approx(rates.min() / rates.prod())
+    assert f["P(all)/min p"] == pytest.approx(E.all(0).mean() / rates.min())
+    # under independence the companion equals the product of the *other* models' rates
+    assert f["P(all)/min p if indep."] == pytest.approx(np.sort(rates)[1:].prod())
+    assert f["ratio to indep."] == pytest.approx(f["H"])
+    assert f["H̃"] == pytest.approx((f["H"] - 1) / (f["H_max"] - 1))
 
-    def stub(*args):
-        raise NotImplementedError
 
-    assert check.cka_from_gram(stub) is None and check.attack_success_rate(stub) is None
-    assert check.cka_from_gram(lambda K, L: ((K * L).sum() / (K.norm() * L.norm())).item()) is False
-    assert check.attack_success_rate(lambda p, l, t: (p == t).double().mean().item()) is False
-    assert "not yet solved" in capsys.readouterr().out
+def test_bootstrap_normalised_brackets_zero_when_independent():
+    rng = np.random.default_rng(4)
+    E = rng.random((3, 4000)) < 0.3
+    v, lo, hi = bootstrap_interval(E, n_boot=400, statistic="normalised")
+    assert lo < 0 < hi and lo <= v <= hi
+    assert v == pytest.approx(normalised_homogenization(E))
+
+
+def test_bootstrap_interval_matches_a_naive_resampling_loop():
+    """The multinomial-over-patterns bootstrap has the distribution of resampling columns."""
+    rng = np.random.default_rng(5)
+    hard = rng.random(800) < 0.15
+    E = (rng.random((3, 800)) < 0.1) | (hard & (rng.random((3, 800)) < 0.7))
+    _, lo, hi = bootstrap_interval(E, n_boot=3000, seed=1)
+    naive = []
+    for _ in range(3000):
+        Eb = E[:, rng.integers(0, 800, 800)]
+        naive.append(outcome_homogenization(Eb))
+    nlo, nhi = np.quantile(naive, [0.025, 0.975])
+    assert lo == pytest.approx(nlo, rel=0.08) and hi == pytest.approx(nhi, rel=0.08)
+
+
+def test_bootstrap_difference_paired():
+    rng = np.random.default_rng(6)
+    hard = rng.random(3000) < 0.2
+    homog = (rng.random((3, 3000)) < 0.05) | (hard & (rng.random((3, 3000)) < 0.9))
+    indep = rng.random((3, 3000)) < 0.2
+    d, lo, hi = bootstrap_difference(homog, indep, statistic="normalised", n_boot=400)
+    assert d == pytest.approx(normalised_homogenization(homog) - normalised_homogenization(indep))
+    assert 0 < lo <= d <= hi  # clearly more homogenized
+    d, lo, hi = bootstrap_difference(indep, indep, n_boot=200)
+    assert d == 0 and lo == hi == 0  # a world against itself: paired resamples cancel exactly
+    with pytest.raises(ValueError, match="same examples"):
+        bootstrap_difference(indep, indep[:, :100])
+    with pytest.raises(ValueError, match="unknown statistic"):
+        bootstrap_difference(indep, indep, statistic="kappa")
+
+
+def test_bootstrap_joint_failure_rate():
+    rng = np.random.default_rng(7)
+    E = rng.random((3, 2000)) < 0.4
+    v, lo, hi = bootstrap_interval(E, n_boot=400, statistic="joint")
+    assert v == pytest.approx(E.all(0).mean()) and lo < v < hi
+    se = np.sqrt(v * (1 - v) / 2000)  # binomial standard error of a proportion
+    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.2)
+
+
+def test_normalised_homogenization_errors():
+    with pytest.raises(ValueError, match="k ≥ 2"):
+        normalised_homogenization(np.array([[1, 0, 1]], dtype=bool))
+    with pytest.raises(ValueError, match="undefined"):
+        normalised_homogenization(np.array([[1, 0], [1, 1]], dtype=bool))  # model 1 always wrong
+    with pytest.raises(ValueError, match="unknown statistic"):
+        bootstrap_interval(np.array([[1, 0], [1, 1]], dtype=bool), statistic="h")
+
+
+def test_simulate_errors_rates_and_sharing():
+    E = simulate_errors(4, 0.1, 0.5, n=4000, seed=0)
+    assert E.shape == (4, 4000) and (E.sum(1) == 400).all()
+    assert outcome_homogenization(simulate_errors(3, 0.2, 1.0, n=1000)) == pytest.approx(1 / 0.2 ** 2)
+    big = simulate_errors(3, 0.2, 0.4, n=200_000, seed=1)
+    assert big.all(0).mean() == pytest.approx(expected_joint_failure_rate(3, 0.2, 0.4), rel=0.1)
+    assert expected_joint_failure_rate(4, 0.1, 0.0) == pytest.approx(0.1 ** 4)
+    for bad in ({"k": 1, "p": 0.1, "s": 0.2}, {"k": 3, "p": 0.0, "s": 0.2}, {"k": 3, "p": 0.1, "s": 1.5}):
+        with pytest.raises(ValueError):
+            simulate_errors(**bad)
+
+
+@pytest.mark.parametrize("p", [0.10, 0.16])
+def test_simulate_h_never_reports_h_from_a_handful_of_joint_failures(p):
+    """The widget once showed "H = 0.00" or "H = 1000.00 (95% 0.00-2329.53)" at k = 6: sized now."""
+    r = simulate_h(6, p, 0.3)
+    assert r["joint"] >= 10 and r["H"] is not None and r["lo"] > 1
+    assert r["n"] > 2000 and r["expected_joint"] == pytest.approx(50, rel=0.01)
+    assert r["text"].startswith("H = ") and "fail all 6 models" in r["text"]
+
+
+def test_simulate_h_guard_says_so_instead_of_printing_h():
+    r = simulate_h(6, 0.02, 0.0)  # P(all) = 0.02^6: no feasible test set has joint failures
+    assert r["H"] is None and r["joint"] < 10 and r["n"] == 400_000
+    assert "too few joint failures" in r["text"] and "H =" not in r["text"]
+    r = simulate_h(6, 0.1, 0.3, n_max=2000)  # the old fixed size: 0-2 joint failures
+    assert r["joint"] < 10 and r["H"] is None and "too few" in r["text"]
+    r = simulate_h(6, 0.1, 0.3, n_max=2000, min_joint=0)  # what the old widget printed
+    assert r["H"] is not None
+
+
+def test_simulate_h_every_slider_setting_is_defined_or_guarded():
+    for k in range(2, 7):
+        for p in np.arange(0.02, 0.41, 0.02):
+            for s in (0.0, 0.3, 1.0):
+                r = simulate_h(k, float(p), s, n_boot=20)
+                assert (r["H"] is None) == (r["joint"] < 10)
+                if r["H"] is not None:
+                    assert r["lo"] > 0 and np.isfinite(r["hi"])
