@@ -10,8 +10,9 @@ entropy, Chen et al. 2020, eq. 1): for 2B views z (unit length), positive pair (
 Taught in ``notebooks/03_pretraining_emergence.ipynb``; the encoders it produces are reused by
 lessons 04 (homogenization), 05–06 (fusion) and 07–08 (alignment, fine-tuning) through
 ``pretrained_image_encoder`` / ``pretrained_audio_encoder``, which load a cached checkpoint
-or train one (``mmcourse.checkpoint.load_or_train``). The checkpoint name holds the mode and
-every setting, so a quick-mode checkpoint is never used in full mode.
+or train one (``mmcourse.checkpoint.load_or_train``). The checkpoint is keyed by every config
+field, the augmentation's settings and the training tensors themselves, so changing any setting
+or the data variant (e.g. ``HARD_IMAGE_VARIANCE``) trains a new run instead of loading a stale one.
 
 Augmentations run on whole batches with *per-example* random parameters: torchvision's v2
 transforms applied to a batch tensor draw one set of parameters for all of it (every image gets
@@ -177,9 +178,8 @@ class PretrainConfig:
         return sorted(pts)
 
     def name(self, modality: str, difficulty: str) -> str:
-        mode = "quick" if QUICK else "full"
-        return (f"simclr-{modality}-{difficulty}-{mode}-{self.steps}steps-b{self.batch_size}"
-                f"-d{self.out_dim}-t{self.temperature}-lr{self.lr}-seed{self.seed}")
+        """The checkpoint's readable prefix; ``load_or_train`` appends the settings' fingerprint."""
+        return f"simclr-{modality}-{difficulty}-{'quick' if QUICK else 'full'}"
 
 
 class PretrainRun(nn.Module):
@@ -273,8 +273,12 @@ def pretraining_run(modality: str = "image", difficulty: str = "clean",
     augment = ImageAugment() if modality == "image" else AudioAugment()
     run = PretrainRun(make, config)
     data = _train_split(modality, difficulty, config.seed)
+    settings = {k: v for k, v in sorted(vars(augment).items())  # the augmentation's hyperparameters
+                if isinstance(v, (bool, int, float, str, tuple)) and k != "training"}
+    key = {"config": config, "modality": modality, "difficulty": difficulty, "data": data,
+           "augment": {"class": type(augment).__name__, **settings}}
     load_or_train(config.name(modality, difficulty), run,
-                  lambda r: pretrain(r, data, augment, progress=progress))
+                  lambda r: pretrain(r, data, augment, progress=progress), key=key)
     return run.eval()
 
 

@@ -99,3 +99,20 @@ def test_pretraining_run_cache_round_trip_and_corrupt_file(tmp_path, monkeypatch
         pretraining_run("audio", "clean", cfg, progress=False)
     with pytest.raises(ValueError, match="modality"):
         pretraining_run("video", "clean", cfg)
+
+
+def test_a_changed_data_variant_or_setting_retrains(tmp_path, monkeypatch, capsys):
+    """Issue 13: after changing HARD_IMAGE_VARIANCE (the hard images' PCA variance), 03 still
+    loaded the old SimCLR run. The training tensors are in the key, so any data change retrains."""
+    from mmcourse.data import av
+
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    cfg = PretrainConfig(steps=2, batch_size=8, out_dim=8, snapshots=2)
+    pretraining_run("audio", "hard", cfg, progress=False)
+    pretraining_run("audio", "hard", cfg, progress=False)
+    pretraining_run("audio", "hard", PretrainConfig(steps=2, batch_size=8, out_dim=8, snapshots=2, lr=1e-3),
+                    progress=False)
+    monkeypatch.setattr(av, "HARD_AUDIO_NOISE", av.HARD_AUDIO_NOISE * 2)
+    pretraining_run("audio", "hard", cfg, progress=False)
+    out = capsys.readouterr().out
+    assert out.count("saved simclr-audio-hard") == 3 and out.count("loaded checkpoint simclr-audio-hard") == 1
