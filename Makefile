@@ -26,8 +26,9 @@ lab: setup
 
 # Unit tests and every notebook (nbval, quick mode), two workers, one file per worker. One torch
 # thread per worker: two workers with two threads each on two cores ran several times slower.
+# A cell that runs 600 s fails instead of hanging (ipykernel 7 was seen to stall a kernel twice).
 test: setup
-	MMCOURSE_QUICK=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env -q -p no:cacheprovider --durations=15 tests notebooks
+	MMCOURSE_QUICK=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -p no:cacheprovider --durations=15 tests notebooks
 
 unit: setup
 	MMCOURSE_QUICK=1 $(PY) -m pytest -q tests
