@@ -60,6 +60,7 @@ from torch import nn
 import mmcourse
 from mmcourse import check, checkpoint, quick
 from mmcourse.data import embed_texts, load_av_digits, load_reviews, text_encoder
+from mmcourse.data.text import MINILM_SHA256
 from mmcourse.encoders import ImageEncoder
 from mmcourse.homogenization import (bootstrap_difference, bootstrap_interval, failure_summary, linear_cka,
                                      normalised_homogenization, outcome_homogenization, pairwise_cka, simulate_h)
@@ -184,10 +185,12 @@ print(f"test: {n_test} snippets ({labels[test_rows].mean():.0%} fresh); {k} depl
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-cache = checkpoint.checkpoint_dir() / f"minilm-polarity-{len(used)}rows-seed0.pt"
+# keyed by the exact texts and the encoder's weights: other snippets, or another model, embed anew
+key = checkpoint.fingerprint({"texts": list(texts[used]), "minilm": MINILM_SHA256})
+cache = checkpoint.checkpoint_dir() / f"minilm-polarity-{len(used)}rows-{key}.pt"
 if cache.exists():
     cached = checkpoint.load(cache)
-    print(f"loaded cached embeddings {cache.name}")
+    print(f"loaded cached embeddings {cache.name} (fingerprint of these {len(used)} texts and MiniLM's weights)")
 else:
     cached = {"rows": torch.from_numpy(used), "emb": embed_texts(list(texts[used]))}
     checkpoint.save(cached, cache)
