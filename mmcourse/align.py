@@ -9,7 +9,9 @@ then asks each row and each column to pick its own partner (symmetric InfoNCE):
 
     L = ½ [ CE(S, I) + CE(Sᵀ, I) ],   CE(S, I) = −(1/B) Σᵢ log softmax(Sᵢ)ᵢ.
 
-``t`` starts at log(1/0.07) and s is clipped at 100 as in CLIP. Retrieval is scored with
+``t`` starts at log(1/0.07) and, as in CLIP's training code, the *parameter* t is clamped to
+≤ log 100 after each optimiser step (``ClampLogitScale``, a ``fit`` callback); the forward pass
+uses exp(t) unclipped, so the gradient wrt t never vanishes. Retrieval is scored with
 recall@k: a query counts as found when one of its k nearest gallery items is correct. In
 AV-digits pairs match only by digit, so "correct" means "shows the same digit".
 
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-MAX_LOGIT_SCALE = 100.0  # CLIP clips s = exp(t) here so training stays stable
+MAX_LOGIT_SCALE = 100.0  # CLIP clamps t at log(100) after each step so training stays stable
 
 
 def clip_loss(a: Tensor, b: Tensor, logit_scale: Tensor | float) -> Tensor:
@@ -38,11 +40,18 @@ def clip_loss(a: Tensor, b: Tensor, logit_scale: Tensor | float) -> Tensor:
     Returns:
         scalar: the mean of the a→b and b→a cross-entropies.
     """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+            raise TypeError(f"clip_loss: embeddings {name} must be a floating-point tensor, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}; use {name}.float()")
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"clip_loss wants two (B, D) batches of the same shape, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
-    if (torch.as_tensor(logit_scale).detach() <= 0).any():
-        raise ValueError(f"logit_scale must be > 0 (it is 1/temperature), got {logit_scale}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"clip_loss needs at least one pair of non-empty embeddings, got shape {tuple(a.shape)}")
+    scale = torch.as_tensor(logit_scale).detach()
+    if not torch.isfinite(scale).all() or (scale <= 0).any():
+        raise ValueError(f"logit_scale must be finite and > 0 (it is 1/temperature), got {logit_scale}")
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     logits = logit_scale * a @ b.T  # (B, B): row i scores a_i against every b_j
     targets = torch.arange(len(a), device=a.device)  # (B,) the partner of row i is column i
@@ -50,9 +59,12 @@ def clip_loss(a: Tensor, b: Tensor, logit_scale: Tensor | float) -> Tensor:
 
 
 class LogitScale(nn.Module):
-    """The learned inverse temperature s = exp(t), clipped at ``MAX_LOGIT_SCALE``.
+    """The learned inverse temperature s = exp(t); t is kept ≤ log ``MAX_LOGIT_SCALE`` by ``clamp_``.
 
-    Learning log s instead of s keeps it positive and makes steps multiplicative.
+    Learning log s instead of s keeps it positive and makes steps multiplicative. The forward pass
+    does *not* clip: ``exp(t).clamp(max=100)`` would have zero gradient wrt t once exp(t) > 100,
+    so t could never come back down. CLIP instead clamps the parameter after the optimiser step
+    (``ClampLogitScale`` does that inside ``mmcourse.train.fit``).
     """
 
     def __init__(self, temperature: float = 0.07):
@@ -62,10 +74,33 @@ class LogitScale(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(1 / temperature)))
 
     def forward(self) -> Tensor:
-        return self.log_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return self.log_scale.exp()
+
+    @torch.no_grad()
+    def clamp_(self, max_scale: float = MAX_LOGIT_SCALE) -> LogitScale:
+        """t ← min(t, log max_scale), in place; call it after each optimiser step."""
+        self.log_scale.clamp_(max=math.log(max_scale))
+        return self
 
     def extra_repr(self) -> str:
         return f"temperature={1 / self().item():.4f}"
+
+
+class ClampLogitScale:
+    """A ``fit`` callback: after every optimiser step, clamp each ``LogitScale`` in the model.
+
+    ``fit(model, ..., callbacks=[ClampLogitScale()])`` does what CLIP's training code does after
+    ``optimizer.step()``: the paper caps s at 100 (open_clip writes
+    ``logit_scale.clamp_(0, math.log(100))``, which also keeps s ≥ 1; we keep only the cap).
+    """
+
+    def __init__(self, max_scale: float = MAX_LOGIT_SCALE):
+        self.max_scale = max_scale
+
+    def on_batch_end(self, state) -> None:
+        for m in state.model.modules():
+            if isinstance(m, LogitScale):
+                m.clamp_(self.max_scale)
 
 
 class ContrastiveAligner(nn.Module):
@@ -79,7 +114,8 @@ class ContrastiveAligner(nn.Module):
             (cheap, and the towers' own features survive intact).
 
     ``forward(inputs)`` returns ``{modality: (B, P) unit vectors, ..., "logit_scale": scalar}``,
-    so ``mmcourse.train.fit`` can train it with ``loss_fn=aligner.loss``.
+    so ``mmcourse.train.fit`` can train it with ``loss_fn=aligner.loss`` and
+    ``callbacks=[ClampLogitScale()]`` (keeps s ≤ 100 as CLIP does).
     """
 
     def __init__(self, encoders: nn.ModuleDict, proj_dim: int = 64, hidden: int | None = 128,
@@ -153,7 +189,18 @@ def recall_at_k(queries: Tensor, gallery: Tensor, query_labels: Tensor, gallery_
     Returns:
         recall@k in [0, 1].
     """
-    if not 1 <= k <= len(gallery):
+    for name, x in (("queries", queries), ("gallery", gallery)):
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] < 1:
+            raise ValueError(f"recall_at_k: {name} must be an (N, D) embedding tensor, got "
+                             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"queries and gallery embeddings differ in size D: {queries.shape[1]} vs {gallery.shape[1]}")
+    if len(queries) == 0:
+        raise ValueError("recall_at_k needs at least one query")
+    for name, y in (("query_labels", query_labels), ("gallery_labels", gallery_labels)):
+        if not isinstance(y, Tensor) or y.ndim != 1 or y.dtype.is_floating_point:
+            raise ValueError(f"{name} must be a (N,) integer tensor of class labels")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(gallery):
         raise ValueError(f"k must be in 1..{len(gallery)} (the gallery size), got {k}")
     if len(queries) != len(query_labels) or len(gallery) != len(gallery_labels):
         raise ValueError(f"one label per row: queries {len(queries)} vs {len(query_labels)} labels, "
@@ -191,6 +238,8 @@ class PromptClassifier(nn.Module):
         encoder: the image tower (has ``out_dim``), trained.
         prompts: (C, D_text) frozen text embeddings of the class prompts (a buffer, never trained);
             swap them with ``set_prompts`` to classify with other wordings or other classes.
+
+    Train it with ``fit(..., callbacks=[ClampLogitScale()])`` like the aligner.
 
     Shapes:
         forward: (B, 1, 28, 28) → (B, C) logits = s · normalize(P f(x)) · normalize(prompts)ᵀ.
@@ -248,8 +297,10 @@ def aligned_av_encoders(difficulty: str = "clean", epochs: int | None = None, n_
     config = FitConfig(epochs=epochs, batch_size=256, lr=1e-2, weight_decay=1e-4, seed=seed)
 
     def train_fn(model):
-        fit(model, (X, train.labels[:n_train]), None, config, loss_fn=model.loss)
+        fit(model, (X, train.labels[:n_train]), None, config, loss_fn=model.loss,
+            callbacks=[ClampLogitScale()])
 
-    mode = "quick" if QUICK else "full"
-    name = f"clip-av-{difficulty}-{mode}-{epochs}ep-n{n_train}-b256-lr0.01-seed{seed}"
-    return load_or_train(name, aligner, train_fn, verbose=progress).eval()
+    name = f"clip-av-{difficulty}-{'quick' if QUICK else 'full'}"
+    key = {"config": config, "difficulty": difficulty, "n_train": n_train, "init_seed": seed,
+           "train": (X, train.labels[:n_train]), "clamp": MAX_LOGIT_SCALE}
+    return load_or_train(name, aligner, train_fn, key=key, verbose=progress).eval()

@@ -11,7 +11,8 @@ trains it like any other model. Which parameters train decides the method:
 - LoRA: the encoder's weights are frozen and low-rank updates train (``mmcourse.lora``).
 
 Zero-shot classification needs no training at all: score each text by its cosine similarity with
-one prompt embedding per class (``zero_shot_predict``).
+one prompt embedding per class (``zero_shot_predict``). Comparing methods on one test set needs
+an idea of its sampling noise: ``paired_bootstrap`` gives an interval for an accuracy difference.
 
 Taught in ``notebooks/08_fine_tuning.ipynb``.
 """
@@ -84,3 +85,32 @@ def frozen_features(encoder: nn.Module, batch: dict[str, Tensor], batch_size: in
     out = [encoder(batch["input_ids"][i:i + batch_size], batch["attention_mask"][i:i + batch_size])
            for i in range(0, n, batch_size)]
     return torch.cat(out).float().cpu()
+
+
+def paired_bootstrap(correct_a: Tensor, correct_b: Tensor, n_boot: int = 2000, level: float = 0.95,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy difference acc(a) − acc(b) on the same test examples, with a percentile interval.
+
+    Each resample draws N test rows with replacement and scores *both* methods on those rows, so
+    the interval reflects test-set sampling noise of the difference (Efron & Tibshirani 1993,
+    ch. 13). It says nothing about seed-to-seed variation of training, which comes on top.
+
+    Args:
+        correct_a, correct_b: (N,) bools (or 0/1), whether method a / b got each test row right.
+        n_boot: number of resamples; level: coverage of the interval.
+
+    Returns:
+        (difference, low, high) in accuracy units; the difference is "within test noise" when
+        the interval contains 0.
+    """
+    a, b = torch.as_tensor(correct_a).float().flatten(), torch.as_tensor(correct_b).float().flatten()
+    if len(a) != len(b) or len(a) == 0:
+        raise ValueError(f"need one right/wrong flag per test row for both methods, got {len(a)} and {len(b)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), e.g. 0.95, got {level}")
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(a), (n_boot, len(a)), generator=g)  # (n_boot, N) resampled rows
+    diffs = (a[idx] - b[idx]).mean(1)  # (n_boot,)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+    low, high = torch.quantile(diffs, q).tolist()
+    return (a - b).mean().item(), low, high

@@ -6,12 +6,12 @@
 # inputs land close together in one shared space, with a contrastive loss over the batch. In
 # this lesson you derive and implement that loss, align images with spoken digits and retrieve
 # one from the other, then tune an image encoder towards a *frozen* text encoder (MiniLM) so
-# images can be classified by comparing them with sentences you write, including sentences the
-# model never saw and digits it was never trained on.
+# images can be classified by comparing them with sentences you write, and test whether that
+# still works for sentences the model never saw and for digits it was never trained on.
 #
 # **Learning goals**
 # - derive the symmetric InfoNCE (CLIP) loss with a learned temperature and implement it in a
-#   few lines of `(B, B)` tensor code;
+#   few lines of `(B, B)` tensor code, keeping the temperature bounded without killing its gradient;
 # - measure cross-modal retrieval with recall@k both ways, against chance and unaligned towers;
 # - tune an image encoder to a locked text space and classify zero-shot by prompt similarity;
 # - test honestly what transfers: reworded prompts, and digits held out of training.
@@ -19,7 +19,11 @@
 # **Prerequisites:** 02 (cross-entropy), 03 (SimCLR pretraining, NT-Xent, the image encoder),
 # 00 (MiniLM sentence embeddings, AV-digits).
 #
-# **Run time:** quick mode well under a minute; full mode a few minutes on a 2-core CPU.
+# **Run time** (measured on the course's 2-core CPU): quick mode (a CI smoke test) 0.5–1.5 minutes;
+# full mode 20 s on an idle machine with 2 threads to 1.5 minutes with 1 thread on a busy one,
+# when lesson 03's SimCLR image encoder and the CLIP towers are in the checkpoint cache. From an
+# empty cache the run first trains them: the CLIP towers (30 epochs over 3,500 pairs, up to
+# 2 minutes) and the SimCLR encoder (600 steps: under a minute idle, up to 10 minutes busy).
 
 # %%
 # Colab only: install the course package (Colab already has torch); a no-op elsewhere.
@@ -39,13 +43,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from IPython.display import Markdown, display
+from IPython.display import display
 
 import mmcourse
-from mmcourse import check, quick
-from mmcourse.align import (PromptClassifier, aligned_av_encoders, build_av_aligner,
-                            chance_recall_at_k, clip_loss, embed_all, retrieval_table)
+from mmcourse import check, quick, say, title
+from mmcourse.align import (ClampLogitScale, LogitScale, PromptClassifier, aligned_av_encoders,
+                            build_av_aligner, chance_recall_at_k, clip_loss, embed_all, retrieval_table)
 from mmcourse.data import embed_texts, load_av_digits
+from mmcourse.finetune import paired_bootstrap
 from mmcourse.pretrain import pretrained_image_encoder
 from mmcourse.train import FitConfig, fit, predict
 
@@ -79,7 +84,8 @@ print(f"alignment: {ALIGN_EPOCHS} epochs on {N_ALIGN} pairs | locked-text: up to
 #
 # This is InfoNCE (van den Oord et al. 2018) made symmetric; CLIP (Radford et al. 2021) learns
 # the temperature too, as $t = \log s$ (so $s$ stays positive), starting at $\tau = 0.07$ and
-# clipping $s \le 100$. SimCLR's NT-Xent (lesson 03) is the same idea *within* one modality.
+# keeping $s \le 100$ (§1b shows how). SimCLR's NT-Xent (lesson 03) is the same idea *within*
+# one modality.
 # Small $\tau$ sharpens the softmax: hard negatives then dominate the gradient.
 #
 # In code, with `F.cross_entropy` doing the $-\log\mathrm{softmax}$:
@@ -102,24 +108,64 @@ print("random pairs at s = 1 score about log B:", round(clip_loss(torch.randn(51
       torch.randn(512, 64, generator=g), 1.0).item(), 1), "vs", round(math.log(512), 1))
 
 # %% [markdown]
-# The temperature matters: for a batch where every pair is already right (each $a_i$ is its own
-# $b_i$ plus a little noise) the loss only gets small when $s$ is large enough to make the
-# diagonal win the softmax decisively. Random pairs stay near $\log B$ whatever $s$ is, then
-# grow: a sharp softmax punishes confident mistakes.
+# The temperature matters. Two synthetic batches of $B = 64$: one where every pair is right
+# (each $a_i$ is its own $b_i$ plus a little noise) and one of random pairs. For the right pairs
+# the loss can only get small when $s$ is large enough to make the diagonal win the softmax
+# decisively; for random pairs a sharp softmax punishes confident mistakes. The title reads the
+# two curves at $s = 1$ and $s = 100$.
 
 # %%
 scales = torch.logspace(-1, 2, 30)
 aligned_batch = torch.randn(64, 16, generator=g)
 noisy_partner = aligned_batch + 0.3 * torch.randn(64, 16, generator=g)
 random_partner = torch.randn(64, 16, generator=g)
-fig, ax = plt.subplots(figsize=(5.5, 3.2))
-ax.plot(scales, [clip_loss(aligned_batch, noisy_partner, x).item() for x in scales], label="true pairs")
-ax.plot(scales, [clip_loss(aligned_batch, random_partner, x).item() for x in scales], label="random pairs")
+true_loss = [clip_loss(aligned_batch, noisy_partner, x).item() for x in scales]
+random_loss = [clip_loss(aligned_batch, random_partner, x).item() for x in scales]
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.plot(scales, true_loss, label="true pairs")
+ax.plot(scales, random_loss, label="random pairs")
 ax.axhline(math.log(64), ls=":", c="grey", label="log B (uniform guess)")
+# The batches are synthetic and the same in every mode, so this title is a fact of the formula.
 ax.set(xscale="log", xlabel="logit scale s = 1/τ", ylabel="CLIP loss",
-       title="Only a large s lets true pairs reach a small loss")
+       title=f"True pairs: loss {true_loss[10]:.2f} at s = 1, {true_loss[-1]:.2f} at s = 100;\n"
+             f"random pairs: {random_loss[10]:.2f} → {random_loss[-1]:.2f} (log B = {math.log(64):.2f})")
+ax.title.set_fontsize(10)
 ax.legend()
+fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### 1b. Keeping $s \le 100$ without killing its gradient
+#
+# Capping the scale inside the loss, $s = \min(e^t, 100)$, looks harmless, but $\partial s /
+# \partial t = 0$ once $e^t > 100$: from then on the loss can never push $t$ back down, and the
+# temperature is stuck at the cap. CLIP's training code instead clamps the *parameter* after each
+# optimiser step, $t \leftarrow \min(t, \log 100)$, and the forward pass uses $e^t$ as it is.
+# Here the gradient of the loss with respect to $t$ at $e^t = 150$, both ways, on the random-pair
+# batch (which wants a *smaller* $s$: a positive gradient, so a descent step lowers $t$):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def grad_wrt_t(scale_fn, t0=math.log(150.0)):
+    t = torch.tensor(t0, requires_grad=True)
+    clip_loss(aligned_batch, random_partner, scale_fn(t)).backward()
+    return t.grad.item()
+
+
+print("dL/dt with s = min(exp(t), 100):", round(grad_wrt_t(lambda t: t.exp().clamp(max=100.0)), 1),
+      "(stuck: no step can lower t)")
+print("dL/dt with s = exp(t):", round(grad_wrt_t(lambda t: t.exp())), "(a step lowers t)")
+scale = LogitScale()
+with torch.no_grad():
+    scale.log_scale.fill_(math.log(150.0))  # as if an optimiser step had pushed t past log 100
+print("after the clamp, s =", round(scale.clamp_().forward().item(), 3))
+
+# %% [markdown]
+# `mmcourse.align` does exactly this: `LogitScale.forward` returns $e^t$ unclipped and a `fit`
+# callback clamps every `LogitScale` after `opt.step()`, in every training run of this lesson.
+
+# %%
+print(inspect.getsource(ClampLogitScale))
 
 # %% [markdown]
 # ### Exercise 1: write the symmetric InfoNCE yourself
@@ -171,10 +217,12 @@ print(f"learned temperature τ = {1 / aligner.logit_scale().item():.3f} (started
 # %% [markdown]
 # `aligned_av_encoders` is a `load_or_train` around the course's ordinary loop: the aligner
 # returns `{"audio": (B, P), "image": (B, P), "logit_scale": s}` and `fit` gets
-# `loss_fn=aligner.loss`, which is `clip_loss(out["audio"], out["image"], out["logit_scale"])`.
+# `loss_fn=aligner.loss`, which is `clip_loss(out["audio"], out["image"], out["logit_scale"])`,
+# and `callbacks=[ClampLogitScale()]` (§1b).
 #
 # **The picture.** Average the cosine similarity between image embeddings of digit $i$ and audio
-# embeddings of digit $j$: before training the matrix is flat, after it the diagonal stands out.
+# embeddings of digit $j$. If alignment worked, the diagonal (same digit) stands out after
+# training and not before; the title compares the diagonal's mean with the rest.
 
 # %%
 def digit_similarity(emb, labels):
@@ -183,22 +231,34 @@ def digit_similarity(emb, labels):
     return (F.normalize(img, dim=-1) @ F.normalize(aud, dim=-1).T).numpy()  # (10, 10)
 
 
-fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+def diagonal_contrast(sim):
+    """Mean same-digit cosine minus mean different-digit cosine of a (10, 10) matrix."""
+    off = ~torch.eye(10, dtype=torch.bool).numpy()
+    return sim.diagonal().mean() - sim[off].mean()
+
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), layout="constrained")
+contrast = {}
 for ax, (name, emb) in zip(axes, (("unaligned", emb_before), ("CLIP-aligned", emb_after))):
-    im = ax.imshow(digit_similarity(emb, y_test), cmap="RdBu_r", vmin=-1, vmax=1)
+    sim_digits = digit_similarity(emb, y_test)
+    contrast[name] = diagonal_contrast(sim_digits)
+    im = ax.imshow(sim_digits, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set(xlabel="spoken digit", ylabel="image digit", xticks=range(10), yticks=range(10),
-           title=f"{name}: mean cosine image vs audio")
+           title=f"{name}\nmean diagonal − mean rest = {contrast[name]:+.2f}")
 fig.colorbar(im, ax=axes, shrink=0.8)
-fig.suptitle("After alignment, same-digit image/audio pairs point the same way (diagonal)")
+fig.suptitle(title("Mean cosine, image of digit i vs sound of digit j:\nthe diagonal "
+                   + ("stands out after alignment" if contrast["CLIP-aligned"] > contrast["unaligned"] + 0.1
+                      else "does not stand out more after alignment")), fontsize=11)
 plt.show()
 
 # %% [markdown]
 # Both modalities in one 2-D picture (the first two principal components of the shared space,
-# fitted on both together): after alignment, a digit's images (dots) and recordings (crosses)
-# share one region.
+# fitted on both together). If the space is shared, a digit's images (dots) and recordings
+# (crosses) sit in one region; two components show only part of a 32-d space, so expect overlap.
 
 # %%
 both = torch.cat([emb_after["image"], emb_after["audio"]])  # (2N, P)
+torch.manual_seed(0)  # pca_lowrank draws a random projection: same picture on every run
 _, _, V = torch.pca_lowrank(both - both.mean(0), q=2, center=False)
 xy = ((both - both.mean(0)) @ V).numpy()  # (2N, 2)
 n = len(y_test)
@@ -210,12 +270,13 @@ for d in range(10):
     ax.scatter(*xy[n:][m].T, s=14, color=cmap(d), marker="x", alpha=0.7)
     ax.annotate(str(d), xy[:n][m].mean(0), fontsize=14, weight="bold")
 ax.set(xlabel="PC 1", ylabel="PC 2",
-       title="Shared space: images (o) and sounds (x) of a digit share a region")
+       title="Shared space, first two PCs: images (o) and sounds (x), coloured by digit")
 plt.show()
 
 # %% [markdown]
 # **Failures too.** Five spoken queries and the five images each one retrieves; a red title is a
-# wrong digit.
+# wrong digit. Recall@5 counts a query as answered when *any one* of its five is right, so a row
+# can be mostly red and still count as a hit.
 
 # %%
 sim = emb_after["audio"] @ emb_after["image"].T  # (N, N)
@@ -228,7 +289,11 @@ for row, q in enumerate(range(5)):
         ax.set_title(str(int(y_test[j])), color="black" if ok else "red", fontsize=9)
         ax.axis("off")
     axes[row, 0].text(-18, 14, f"said {int(y_test[q])}", fontsize=9, va="center")
-fig.suptitle("Top-5 images for five spoken digits (red: wrong digit)")
+top5 = [[int(y_test[j]) for j in sim[q].topk(5).indices.tolist()] for q in range(5)]
+n_wrong = sum(d != int(y_test[q]) for q in range(5) for d in top5[q])
+n_hit = sum(int(y_test[q]) in top5[q] for q in range(5))
+fig.suptitle(title(f"Top-5 images for five spoken digits: {n_wrong} of 25 are the wrong digit (red);\n"
+                   f"{n_hit} of 5 queries have the right digit somewhere in their top 5"), fontsize=11)
 plt.show()
 
 # %% [markdown]
@@ -289,14 +354,17 @@ def seen_rows(split, n=None):
 
 
 encoder = copy.deepcopy(pretrained_image_encoder("clean", **PRETRAIN))
+torch.manual_seed(0)  # the projection's initialisation must not depend on whether SimCLR just trained
 lit = PromptClassifier(encoder, train_prompts[SEEN])  # (8, 384) locked prompts of the seen digits
 history = fit(lit, seen_rows(train_av, N_LIT), seen_rows(val_av),
-              FitConfig(epochs=LIT_EPOCHS, batch_size=128, lr=1e-3, patience=2))
+              FitConfig(epochs=LIT_EPOCHS, batch_size=128, lr=1e-3, patience=2),
+              callbacks=[ClampLogitScale()])  # keep s ≤ 100 as CLIP does (§1b)
 print(f"best validation accuracy on seen digits: {max(history['val_acc']):.3f} "
       f"(epoch {history['best_epoch'] + 1} of {len(history['val_acc'])})")
 
 # %% [markdown]
-# Now zero-shot: swap in prompts and pick the most similar one. Three cases on the test images.
+# Now zero-shot: swap in prompts and pick the most similar one. Three ways of asking on the test
+# images (the ten-way question gives two rows: seen and held-out digits).
 
 # %%
 def zero_shot_accuracy(prompts, classes, images, labels):
@@ -308,8 +376,8 @@ def zero_shot_accuracy(prompts, classes, images, labels):
 
 img_test, lab_test = X_test["image"], y_test
 seen_mask = torch.isin(lab_test, torch.tensor(SEEN))
-acc_seen, _ = zero_shot_accuracy(train_prompts, SEEN, img_test[seen_mask], lab_test[seen_mask])
-acc_para, _ = zero_shot_accuracy(para_prompts, SEEN, img_test[seen_mask], lab_test[seen_mask])
+acc_seen, pred_seen = zero_shot_accuracy(train_prompts, SEEN, img_test[seen_mask], lab_test[seen_mask])
+acc_para, pred_para = zero_shot_accuracy(para_prompts, SEEN, img_test[seen_mask], lab_test[seen_mask])
 acc_all, pred_all = zero_shot_accuracy(train_prompts, list(range(10)), img_test, lab_test)
 held = ~seen_mask
 acc_held = (pred_all[held] == lab_test[held]).float().mean().item()
@@ -321,15 +389,17 @@ zero_shot = pd.DataFrame({"accuracy": [acc_seen, acc_para, acc_all_seen, acc_hel
                          index=["seen digits, training prompts (8-way)", "seen digits, paraphrases (8-way)",
                                 "seen digits, 10-way", "held-out 8 and 9, 10-way"])
 display(zero_shot.round(3))
-print("held-out images were called:", dict(held_as.head(4)))
+print("held-out images were called:", {int(d): float(f) for d, f in held_as.head(4).items()})
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.2))
-ax.bar(range(10), per_digit, color=["tab:blue"] * 8 + ["tab:red"] * 2)
-ax.axhline(0.1, ls=":", c="grey", label="chance (10-way)")
+bars = ax.bar(range(10), per_digit, color=["tab:blue"] * 8 + ["tab:red"] * 2)
+ax.bar_label(bars, labels=[f"{v:.0%}" for v in per_digit], fontsize=8)  # a 0% bar is still readable
+ax.axhline(0.1, ls=":", c="grey")
+ax.text(9.45, 0.11, "chance (10-way)", ha="right", va="bottom", fontsize=8, color="grey")
 ax.set(xticks=range(10), xlabel="digit (red: held out of training)", ylabel="10-way zero-shot accuracy",
-       ylim=(0, 1), title=f"Seen digits {acc_all_seen:.0%}, held-out digits {acc_held:.0%}")
-ax.legend()
+       ylim=(0, 1.1), title=title(f"10-way zero-shot: seen digits {acc_all_seen:.0%}, held-out digits {acc_held:.0%}"))
+ax.title.set_fontsize(10)
 plt.show()
 
 # %% [markdown]
@@ -338,27 +408,58 @@ plt.show()
 # %%
 r = retrieval_table(emb_after, y_test)
 r0 = retrieval_table(emb_before, y_test)
-display(Markdown(f"""
-- **Retrieval.** After CLIP training, a spoken digit finds an image of the same digit as its top
-  hit {r['audio→image R@1']:.0%} of the time (image→audio {r['image→audio R@1']:.0%}); within the
-  top 5, {r['audio→image R@5']:.0%} / {r['image→audio R@5']:.0%}. Chance is {chance[1]:.0%} at
-  k = 1 and {chance[5]:.0%} at k = 5, and the same towers before alignment score
-  {r0['audio→image R@1']:.0%} / {r0['image→audio R@1']:.0%} at k = 1: separately built encoders
-  share no space until a loss makes them.
-- **Temperature.** The learned τ ended at {1 / aligner.logit_scale().item():.3f} (from 0.070).
+n_q, n_seen, n_held = len(y_test), int(seen_mask.sum()), int(held.sum())
+
+
+def interval(p, n, z=1.96):
+    """Wilson 95% interval of a rate p measured on n test items (sane at p = 0 or 1, unlike p ± 2 s.e.)."""
+    centre, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+def ci(p, n):
+    lo, hi = interval(p, n)
+    return f"{p:.0%} ({lo:.0%}–{hi:.0%})"
+
+
+def vs_chance(p, n, c):
+    lo, hi = interval(p, n)
+    return "above chance" if lo > c else "below chance" if hi < c else "within noise of chance"
+
+
+para_gap = paired_bootstrap(pred_para == lab_test[seen_mask], pred_seen == lab_test[seen_mask])
+tau = 1 / aligner.logit_scale().item()
+aligned_wins = all(vs_chance(r[f"{d} R@1"], n_q, chance[1]) == "above chance" for d in ("audio→image", "image→audio"))
+unaligned_chance = all(vs_chance(r0[f"{d} R@1"], n_q, chance[1]) != "above chance"
+                       for d in ("audio→image", "image→audio"))
+held_verdict = vs_chance(acc_held, n_held, 0.1)
+say(f"""
+- **Retrieval** ({n_q} test pairs, one seed; brackets: 95% interval from the test-set size). After
+  CLIP training a spoken digit finds an image of the same digit as its top hit
+  {ci(r['audio→image R@1'], n_q)} of the time (image→audio {ci(r['image→audio R@1'], n_q)}); within the top 5,
+  {r['audio→image R@5']:.0%} / {r['image→audio R@5']:.0%}. Chance is {chance[1]:.0%} at k = 1 and
+  {chance[5]:.0%} at k = 5; the same towers before alignment score {r0['audio→image R@1']:.0%} /
+  {r0['image→audio R@1']:.0%} at k = 1 ({vs_chance(r0['audio→image R@1'], n_q, chance[1])} /
+  {vs_chance(r0['image→audio R@1'], n_q, chance[1])}).
+  {"Separately built encoders share no space until a loss makes them." if aligned_wins and unaligned_chance
+   else "This run does not show the full story (aligned above chance, unaligned at chance): read the table."}
+- **Temperature.** The learned τ ended at {tau:.3f} (from 0.070; s = {1 / tau:.1f}, the cap is 100).
 - **Locked text, seen digits.** Classifying by similarity to MiniLM prompts reaches
-  {acc_seen:.0%} on test images of the eight trained digits (chance {1 / 8:.0%}); with
-  paraphrases never used in training {acc_para:.0%}. The text tower generalises across wording
-  because it was pretrained on a billion sentence pairs; we trained only the image side.
-- **Held-out digits.** Offered all ten prompts, images of 8 and 9 are named correctly
-  {acc_held:.0%} of the time (chance 10%), while seen digits score {acc_all_seen:.0%}. The image
-  tower has only learned to point at the eight directions it was trained on; the prompts for
-  "eight" and "nine" are somewhere else in MiniLM's space, and nothing in 2,800 digit images
-  tells the CNN where. Zero-shot transfer to *new classes* needs a pretraining set that covers
-  them (CLIP saw 400M image–text pairs); with ours, it does not happen.
-- These are one seed and {'quick-mode (tiny)' if mmcourse.QUICK else 'full-mode'} sizes; the
-  AV pairs were formed by digit, which makes alignment easier than with naturally co-occurring data.
-"""))
+  {ci(acc_seen, n_seen)} on the {n_seen} test images of the eight trained digits
+  (chance {1 / 8:.0%}); with paraphrases never used in training {acc_para:.0%}, a difference of
+  {para_gap[0] * 100:+.1f} points (95% interval {para_gap[1] * 100:+.1f} to {para_gap[2] * 100:+.1f}:
+  {"within test noise" if para_gap[1] <= 0 <= para_gap[2] else "beyond test noise"}).
+  {f"The text tower carries the meaning across wordings: paraphrases score within {max(0.0, -para_gap[1]) * 100:.1f} points of the training prompts at the interval's low end (MiniLM was pretrained on a billion sentence pairs; we trained only the image side)."
+   if vs_chance(acc_seen, n_seen, 1 / 8) == "above chance" and para_gap[1] > -0.05 else
+   "This run does not show that prompts work across wordings (either seen-digit accuracy is near chance or the paraphrases lose clearly)."}
+- **Held-out digits.** Offered all ten prompts, the {n_held} images of 8 and 9 are named correctly
+  {ci(acc_held, n_held)} of the time (chance 10%: {held_verdict}), while seen digits
+  score {acc_all_seen:.0%}. {"The image tower has only learned to point at the eight directions it was trained on; nothing in the digit images tells the CNN where MiniLM puts 'eight' and 'nine'. Zero-shot transfer to *new classes* needs a pretraining set that covers them (CLIP saw 400M image–text pairs); with ours, it does not happen."
+   if held_verdict != "above chance" else
+   "Some transfer to new classes happens in this run: the held-out digits score above chance."}
+- One seed throughout; the AV pairs were formed by digit, which makes alignment easier than with
+  naturally co-occurring data.
+""")
 
 # %% [markdown]
 # **Next:** `08_fine_tuning.ipynb` adapts a real pretrained transformer (MiniLM) to review

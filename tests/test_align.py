@@ -4,10 +4,8 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mmcourse import check
 from mmcourse.align import (ContrastiveAligner, LogitScale, PromptClassifier, chance_recall_at_k,
                             clip_loss, embed_all, recall_at_k, retrieval_table)
 from mmcourse.finetune import zero_shot_predict
@@ -53,12 +51,60 @@ def test_clip_loss_errors():
         LogitScale(0.0)
 
 
-def test_logit_scale_starts_at_one_over_temperature_and_clips():
+def test_logit_scale_starts_at_one_over_temperature_and_clamps_the_parameter():
     s = LogitScale(0.07)
     torch.testing.assert_close(s(), torch.tensor(1 / 0.07))
     with torch.no_grad():
         s.log_scale.fill_(10.0)
-    assert s().item() == 100.0
+    s.clamp_()
+    torch.testing.assert_close(s.log_scale.detach(), torch.tensor(math.log(100.0)))
+    torch.testing.assert_close(s(), torch.tensor(100.0))
+    s.clamp_(50.0)
+    torch.testing.assert_close(s(), torch.tensor(50.0))
+
+
+def test_logit_scale_gradient_does_not_vanish_at_the_bound():
+    # a clamp inside forward (exp(t).clamp(max=100)) has zero gradient wrt t once exp(t) > 100
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 4, generator=g)
+    b = a + 0.5 * torch.randn(8, 4, generator=g)
+    for t in (math.log(100.0), math.log(100.0) + 0.5):
+        s = LogitScale(0.07)
+        with torch.no_grad():
+            s.log_scale.fill_(t)
+        clip_loss(a, b, s()).backward()
+        assert s.log_scale.grad.abs().item() > 1e-6
+
+
+def test_clamp_callback_runs_after_the_optimiser_step_in_fit():
+    from mmcourse.align import MAX_LOGIT_SCALE, ClampLogitScale
+    from mmcourse.train import FitConfig, fit
+    x = {"audio": torch.randn(8, 3), "image": torch.randn(8, 5)}
+    y = torch.zeros(8, dtype=torch.long)
+
+    def push_up(out, labels):  # a loss that always wants a larger s: every step moves t up
+        return -out["logit_scale"]
+
+    def run(callbacks):
+        torch.manual_seed(0)
+        al = _tiny_aligner()
+        with torch.no_grad():
+            al.logit_scale.log_scale.fill_(math.log(MAX_LOGIT_SCALE) - 1e-3)  # just under the bound
+        seen = []
+
+        class Spy:  # listed after the clamp: sees t as the next forward pass will
+            def on_batch_end(self, state):
+                seen.append(al.logit_scale.log_scale.item())
+
+        fit(al, (x, y), None, FitConfig(epochs=3, batch_size=4, lr=0.1, device="cpu"), loss_fn=push_up,
+            callbacks=[*callbacks, Spy()])
+        return al, seen
+
+    clamped, seen = run([ClampLogitScale()])
+    assert len(seen) == 6 and max(seen) == pytest.approx(math.log(MAX_LOGIT_SCALE))
+    torch.testing.assert_close(clamped.logit_scale(), torch.tensor(MAX_LOGIT_SCALE))
+    free, seen = run([])  # without the callback the same steps leave the bound
+    assert seen[0] > math.log(MAX_LOGIT_SCALE) and free.logit_scale().item() > MAX_LOGIT_SCALE
 
 
 def test_recall_at_k_by_hand():
@@ -138,40 +184,3 @@ def test_prompt_classifier_and_zero_shot():
         pc.set_prompts(torch.randn(3, 5))
     texts = torch.tensor([[1.0, 0.1], [0.2, 3.0], [-1.0, 0.0]])
     assert zero_shot_predict(texts, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).tolist() == [0, 1, 1]
-
-
-# ------------------------------------------------------------------ notebook 07 exercise checkers
-def test_symmetric_info_nce_checker():
-    def right(a, b, s):
-        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-        logits, t = s * a @ b.T, torch.arange(len(a))
-        return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
-
-    def one_way(a, b, s):
-        a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-        return F.cross_entropy(s * a @ b.T, torch.arange(len(a)))
-
-    def unnormalised(a, b, s):
-        logits, t = s * a @ b.T, torch.arange(len(a))
-        return (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
-
-    assert check.symmetric_info_nce(right) is True
-    assert check.symmetric_info_nce(clip_loss) is True
-    assert check.symmetric_info_nce(one_way) is False
-    assert check.symmetric_info_nce(unnormalised) is False
-    assert check.symmetric_info_nce(lambda a, b, s: None) is None
-
-
-def test_recall_at_k_checker():
-    def right(q, g, ql, gl, k):
-        top = (q @ g.T).topk(k, dim=1).indices
-        return (gl[top] == ql[:, None]).any(1).float().mean().item()
-
-    def worst(q, g, ql, gl, k):
-        top = (q @ g.T).topk(k, dim=1, largest=False).indices
-        return (gl[top] == ql[:, None]).any(1).float().mean().item()
-
-    assert check.recall_at_k(right) is True
-    assert check.recall_at_k(recall_at_k) is True
-    assert check.recall_at_k(worst) is False
-    assert check.recall_at_k(lambda *a: None) is None

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from mmcourse import check
 from mmcourse.encoders import tiny_bert
 from mmcourse.lora import (LoRALinear, apply_lora, count_parameters, lora_layers, merge_lora,
                            unmerge_lora)
@@ -104,6 +103,9 @@ def test_apply_lora_wraps_named_layers_of_tiny_bert():
     assert count_parameters(model) == 4 * R * (32 + 32)
 
 
+# peft 0.21's get_peft_model reads transformers 5's deprecated `is_gradient_checkpointing`: its
+# FutureWarning is about peft's code, not ours (notebook 08 silences the same message, only there).
+@pytest.mark.filterwarnings("ignore:`is_gradient_checkpointing` is deprecated:FutureWarning")
 def test_same_as_peft_count_init_and_after_steps():
     base, ours, theirs = _ours_and_peft()
     ids, mask = _ids()
@@ -128,20 +130,3 @@ def test_same_as_peft_count_init_and_after_steps():
     torch.testing.assert_close(_out(ours, ids, mask), _out(merged_peft, ids, mask), atol=1e-5, rtol=1e-4)
     unmerge_lora(ours)
     torch.testing.assert_close(_out(ours, ids, mask), out_theirs, atol=1e-5, rtol=1e-4)
-
-
-# ------------------------------------------------------------------ notebook 08 exercise checkers
-def test_lora_forward_checker():
-    def right(x, W, b, A, B, alpha, r):
-        return x @ W.T + b + (alpha / r) * (x @ A.T) @ B.T
-
-    assert check.lora_forward(right) is True
-    assert check.lora_forward(lambda x, W, b, A, B, alpha, r: x @ W.T + b + (x @ A.T) @ B.T) is False
-    assert check.lora_forward(lambda x, W, b, A, B, alpha, r: None) is None
-
-
-def test_lora_merge_checker():
-    assert check.lora_merge(lambda W, A, B, alpha, r: W + (alpha / r) * B @ A) is True
-    assert check.lora_merge(lambda W, A, B, alpha, r: W + (alpha / r) * A.T @ B.T) is False
-    assert check.lora_merge(lambda W, A, B, alpha, r: W + B @ A) is False
-    assert check.lora_merge(lambda W, A, B, alpha, r: None) is None
