@@ -116,6 +116,7 @@ print("random pairs at s = 1 score about log B:", round(clip_loss(torch.randn(51
 
 # %%
 scales = torch.logspace(-1, 2, 30)
+g = torch.Generator().manual_seed(7)  # this cell's own stream: a re-run draws the same batches
 aligned_batch = torch.randn(64, 16, generator=g)
 noisy_partner = aligned_batch + 0.3 * torch.randn(64, 16, generator=g)
 random_partner = torch.randn(64, 16, generator=g)
