@@ -7,6 +7,10 @@ button is handled while it runs: Stop takes effect after the current batch and l
 model (``trainer.model``). Curves are an inline PNG that replaces the content of an ``Output``
 widget after every epoch, which works in JupyterLab, Notebook 7, VS Code and Colab. ``fit`` draws nothing:
 everything visual lives in the hooks below.
+
+The settings are captured when Start is pressed (``trainer.running``): the plot title and the
+status line name what is training, and the controls are disabled until the run ends, so moving
+a dropdown mid-run can neither relabel the curves nor look as if it changed the run.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ class _Hooks:
         h = state.history
         self.trainer.curves = {k: list(h[k]) for k in ("train_loss", "val_acc", "samples_per_s")}
         self.trainer.draw()
-        self.trainer.status.value = (f"epoch {state.epoch + 1}: val acc {h['val_acc'][-1]:.3f} | "
-                                     f"{h['samples_per_s'][-1]:,.0f} samples/s on {state.device}")
+        self.trainer.status.value = (f"{self.trainer.running['label']}, epoch {state.epoch + 1}: "
+                                     f"val acc {h['val_acc'][-1]:.3f} | {h['samples_per_s'][-1]:,.0f} samples/s")
 
 
 class LiveTrainer:
@@ -59,12 +63,13 @@ class LiveTrainer:
     def __init__(self, train, val, epochs: int = 5, lr: float = 3e-3, method: str = "late"):
         self.train = train if isinstance(train, tuple) else (train.inputs, train.labels)
         self.val = val if isinstance(val, tuple) else (val.inputs, val.labels)
-        self.device = W.Dropdown(options=available_devices(), value=pick_device().type, description="device")
-        self.method = W.Dropdown(options=list(METHODS), value=method, description="fusion")
-        self.lam = {k: W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.1, description=f"λ {k}")
+        label = {"style": {"description_width": "initial"}}  # the whole description, never "learning r…"
+        self.device = W.Dropdown(options=available_devices(), value=pick_device().type, description="device", **label)
+        self.method = W.Dropdown(options=list(METHODS), value=method, description="fusion", **label)
+        self.lam = {k: W.FloatSlider(value=0.0, min=0.0, max=2.0, step=0.1, description=f"λ {k}", **label)
                     for k in ("audio", "image")}
-        self.lr = W.FloatLogSlider(value=lr, base=10, min=-4, max=-1, step=0.25, description="learning rate")
-        self.epochs = W.IntSlider(value=epochs, min=1, max=30, description="epochs")
+        self.lr = W.FloatLogSlider(value=lr, base=10, min=-4, max=-1, step=0.25, description="learning rate", **label)
+        self.epochs = W.IntSlider(value=epochs, min=1, max=30, description="epochs", **label)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.status = W.HTML("press Start")
@@ -72,7 +77,11 @@ class LiveTrainer:
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.model, self.history, self.curves, self.bar = None, None, {}, None
-        self.stop_requested, self.thread = False, None
+        self.stop_requested, self.thread, self.running, self.last_title = False, None, None, ""
+
+    def controls(self) -> list[W.Widget]:
+        """The widgets whose values define a run (disabled while one trains)."""
+        return [self.device, self.method, *self.lam.values(), self.lr, self.epochs]
 
     # ---------------------------------------------------------------- actions
     def start(self, block: bool = False) -> None:
@@ -80,16 +89,27 @@ class LiveTrainer:
         if self.thread is not None and self.thread.is_alive():
             return
         self.stop_requested = False
-        built = build_av_model(self.method.value)
+        # Capture every setting now: the run, its title and its status line use these, never the
+        # live widget values (a learner may move a dropdown while it trains).
+        lam = {k: s.value for k, s in self.lam.items()}
+        run = {"method": self.method.value, "device": self.device.value, "lr": self.lr.value,
+               "epochs": self.epochs.value, "lambdas": lam}
+        lams = ", ".join(f"λ {k} {v:g}" for k, v in lam.items() if v)
+        run["label"] = f"{run['method']} on {run['device']}, lr {run['lr']:.2g}" + (f", {lams}" if lams else "")
+        self.running = run
+        built = build_av_model(run["method"])
         self.model = AuxHeadClassifier(built.encoders, built.fusion, num_classes=10)
-        self.loss = AuxLoss({k: s.value for k, s in self.lam.items()}, sorted(self.lam))
-        self.config = FitConfig(epochs=self.epochs.value, lr=self.lr.value, device=self.device.value)
+        self.loss = AuxLoss(lam, sorted(self.lam))
+        self.config = FitConfig(epochs=run["epochs"], lr=run["lr"], device=run["device"])
         steps = self.config.epochs * -(-len(self.train[1]) // self.config.batch_size)
+        self.curves = {}
         self.progress.clear_output()
         with self.progress:
-            self.bar = tqdm(total=steps, desc=f"{self.method.value} on {self.device.value}", unit="batch")
+            self.bar = tqdm(total=steps, desc=f"{run['method']} on {run['device']}", unit="batch")
         self.start_button.disabled, self.stop_button.disabled = True, False
-        self.status.value = f"training {self.method.value} on {self.device.value} …"
+        for w in self.controls():
+            w.disabled = True
+        self.status.value = f"training {run['label']} …"
         if block:
             self._run()
         else:
@@ -110,8 +130,10 @@ class LiveTrainer:
             self.history = fit(self.model, self.train, self.val, self.config, callbacks=[_Hooks(self)], loss_fn=self.loss)
             acc = evaluate(self.model, *self.val)["acc"]
             how = "stopped" if self.stop_requested else "finished"
-            self.status.value = (f"<b>{how}</b> after {time.perf_counter() - t0:.1f} s on {self.config.device}: "
-                                 f"val acc {acc:.3f}")
+            best = (f" (the best-val epoch {self.history['best_epoch'] + 1}, restored)"
+                    if "best_epoch" in self.history else "")
+            self.status.value = (f"<b>{how}</b>: {self.running['label']}, {time.perf_counter() - t0:.1f} s: "
+                                 f"val acc {acc:.3f}{best}")
         except Exception as e:  # show the error in the panel instead of losing it in a thread
             self.status.value = f"<b>error:</b> {type(e).__name__}: {e}"
             raise
@@ -119,6 +141,8 @@ class LiveTrainer:
             if self.bar is not None:
                 self.bar.close()
             self.start_button.disabled, self.stop_button.disabled = False, True
+            for w in self.controls():
+                w.disabled = False
 
     # ---------------------------------------------------------------- drawing
     def draw(self) -> None:
@@ -131,7 +155,8 @@ class LiveTrainer:
         a1.set_xlabel("epoch"); a1.set_ylabel("train loss"); a1.set_title("training loss")
         a2.plot(epochs, c.get("val_acc", []), marker="o", color="tab:green")
         a2.set_xlabel("epoch"); a2.set_ylabel("val accuracy"); a2.set_ylim(0, 1)
-        a2.set_title(f"{self.method.value}: val accuracy")
+        self.last_title = f"{self.running['label'] if self.running else self.method.value}: val accuracy"
+        a2.set_title(self.last_title, fontsize=9)
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)

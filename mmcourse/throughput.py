@@ -10,10 +10,16 @@ modality. ``breakdown`` times the three parts separately on the same data, so a 
 
 Which is why the end-to-end gain depends on the step: a cheap step (small model, a GPU) leaves
 the loader dominant; an expensive one (a CNN on a CPU) hides it.
+
+Timings of a fraction of a millisecond are at the mercy of whatever else the machine does, so
+``breakdown(..., rounds=R)`` repeats the three measurements R times, interleaved, and reports the
+median with the range of every ratio over the rounds; ``verdict`` says "faster" or "slower" only
+when every round agrees by a margin, and otherwise that the measurement cannot tell.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -93,7 +99,7 @@ def index_ms(inputs: dict[str, Tensor], labels: Tensor, batch_size: int, max_bat
 
 
 def step_ms(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, batch_size: int,
-            fused: bool = True, repeats: int = 50) -> float:
+            fused: bool = True, repeats: int = 50, warmup: int = 10) -> float:
     """Milliseconds per training step (forward, cross-entropy, backward, AdamW) on one ready batch.
 
     Trains a copy's worth of steps on ``model`` itself: pass a throwaway model.
@@ -109,22 +115,51 @@ def step_ms(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, batch_s
         loss.backward()
         opt.step()
 
-    _per_batch(step, 10)  # warm-up: first calls allocate
+    _per_batch(step, warmup)  # warm-up: first calls allocate
     return 1e3 * _per_batch(step, repeats)
 
 
 def breakdown(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, batch_size: int = 32,
-              max_batches: int | None = None, repeats: int = 50) -> dict[str, float]:
+              max_batches: int | None = None, repeats: int = 50, rounds: int = 1) -> dict[str, float]:
     """Per-batch milliseconds of the loader, of index batching and of the step, and what follows.
 
+    Args:
+        rounds: measure all three parts this many times, interleaved (a burst of load then hits
+            one round, not one part); the times are medians over the rounds.
+
     Returns:
-        ``loader_ms``, ``index_ms``, ``step_ms`` and ``speedup``: (loader + step) / (index + step),
-        the end-to-end gain of batching by index for this model, batch size and machine.
+        ``loader_ms``, ``index_ms``, ``step_ms`` (medians), ``gather_x`` = loader / index (how many
+        times cheaper it is to get a batch by index) and ``speedup`` = (loader + step) /
+        (index + step) (the end-to-end gain for this model, batch size and machine), each the
+        median over rounds with its lowest and highest round as ``*_lo`` and ``*_hi``, and
+        ``rounds``.
     """
     if not isinstance(inputs, dict):
         raise TypeError("inputs must be a dict {modality: (N, ...) tensor}; wrap a tensor as {'x': X}")
-    out = {"loader_ms": loader_ms(inputs, labels, batch_size, max_batches),
-           "index_ms": index_ms(inputs, labels, batch_size, max_batches),
-           "step_ms": step_ms(model, inputs, labels, batch_size, repeats=repeats)}
-    out["speedup"] = (out["loader_ms"] + out["step_ms"]) / (out["index_ms"] + out["step_ms"])
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    parts: dict[str, list[float]] = {"loader_ms": [], "index_ms": [], "step_ms": [], "gather_x": [], "speedup": []}
+    for r in range(rounds):
+        loader, index = loader_ms(inputs, labels, batch_size, max_batches), index_ms(inputs, labels, batch_size, max_batches)
+        step = step_ms(model, inputs, labels, batch_size, repeats=repeats, warmup=10 if r == 0 else 2)
+        for key, value in (("loader_ms", loader), ("index_ms", index), ("step_ms", step),
+                           ("gather_x", loader / index), ("speedup", (loader + step) / (index + step))):
+            parts[key].append(value)
+    out = {key: statistics.median(values) for key, values in parts.items()}
+    for key in ("gather_x", "speedup"):
+        out[f"{key}_lo"], out[f"{key}_hi"] = min(parts[key]), max(parts[key])
+    out["rounds"] = rounds
     return out
+
+
+def verdict(lo: float, hi: float, margin: float = 0.05) -> str | None:
+    """What a ratio measured over rounds supports, from its lowest and highest round.
+
+    Returns ``"faster"`` when every round exceeds 1 + margin, ``"slower"`` when every round is
+    below 1 / (1 + margin), else ``None``: the rounds disagree, or sit too close to 1 to tell.
+    """
+    if lo > 1 + margin:
+        return "faster"
+    if hi < 1 / (1 + margin):
+        return "slower"
+    return None

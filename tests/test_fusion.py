@@ -169,9 +169,100 @@ def test_multimodal_classifier_end_to_end_and_errors():
 
 
 def test_constructor_errors():
-    with pytest.raises(ValueError, match="positive size"):
+    with pytest.raises(ValueError, match="positive integer"):
         ConcatFusion({"image": 0}, 5)
     with pytest.raises(ValueError, match="combine"):
         LateFusion(DIMS, 5, combine="max")
     with pytest.raises(TypeError, match="dict"):
         ConcatFusion(DIMS, 5)(torch.randn(2, 7))
+
+
+# ---------------------------------------------------------------- zoo: run, summarize, compare
+def _tiny_splits(n_train=96, n_eval=48):
+    from mmcourse.data import load_av_digits
+    cut = lambda d, n: ({k: v[:n] for k, v in d.inputs.items()}, d.labels[:n])  # noqa: E731
+    return (cut(load_av_digits("train"), n_train), cut(load_av_digits("val"), n_eval),
+            cut(load_av_digits("test"), n_eval))
+
+
+@pytest.mark.parametrize("method", ["gated", "cross_attention"])
+def test_zoo_run_same_seed_twice_repeats_exactly(method):
+    from mmcourse.fusion.zoo import run
+    from mmcourse.train import FitConfig
+    train, val, test = _tiny_splits()
+    config = FitConfig(epochs=2, batch_size=32, lr=3e-3, device="cpu")
+    torch.manual_seed(123)  # whatever ran before must not matter: run seeds everything itself
+    a = run(method, train, val, test, config, seed=1)
+    torch.randn(100)
+    b = run(method, train, val, test, config, seed=1)
+    assert a["test_acc"] == b["test_acc"] and a["val_acc"] == b["val_acc"]
+    assert a["history"]["val_acc"] == b["history"]["val_acc"]
+    for (name, p), q in zip(a["model"].state_dict().items(), b["model"].state_dict().values()):
+        assert torch.equal(p, q), f"{name} differs between two runs with the same seed"
+    c = run(method, train, val, test, config, seed=2)
+    assert any(not torch.equal(p, q) for p, q in zip(a["model"].state_dict().values(), c["model"].state_dict().values()))
+
+
+def test_zoo_run_selects_on_validation_and_never_looks_at_test_labels():
+    from mmcourse.fusion.zoo import run
+    from mmcourse.train import FitConfig
+    train, val, test = _tiny_splits()
+    config = FitConfig(epochs=3, batch_size=32, lr=3e-3, device="cpu")
+    r = run("late", train, val, test, config, seed=0)
+    h = r["history"]
+    assert r["val_acc"] == max(h["val_acc"]) and r["best_epoch"] == h["val_acc"].index(max(h["val_acc"]))
+    shuffled = (test[0], test[1][torch.randperm(len(test[1]), generator=torch.Generator().manual_seed(0))])
+    s = run("late", train, val, shuffled, config, seed=0)
+    assert s["val_acc"] == r["val_acc"] and s["best_epoch"] == r["best_epoch"]
+    for p, q in zip(r["model"].state_dict().values(), s["model"].state_dict().values()):
+        assert torch.equal(p, q)  # other test labels, the very same model
+
+
+def _table():
+    from mmcourse.fusion.zoo import summarize
+    runs = [{"method": m, "seed": s, "test_acc": acc, "val_acc": acc, "best_epoch": 1, "params": 10, "seconds": 1.0}
+            for m, accs in {"a": [0.80, 0.82, 0.84], "b": [0.79, 0.81, 0.83], "c": [0.60, 0.61, 0.62],
+                            "one": [0.9]}.items()
+            for s, acc in enumerate(accs)]
+    return summarize(runs)
+
+
+def test_summarize_gives_mean_and_std_over_seeds_best_first():
+    t = _table()
+    assert list(t.index) == ["one", "a", "b", "c"]
+    torch.testing.assert_close(float(t.test_mean["a"]), 0.82)
+    torch.testing.assert_close(float(t.test_std["a"]), 0.02)  # sample std of 0.80, 0.82, 0.84
+    assert t.seeds["a"] == 3 and t.seeds["one"] == 1
+    with pytest.raises(ValueError, match="no runs"):
+        from mmcourse.fusion.zoo import summarize
+        summarize([])
+
+
+def test_compare_calls_differences_within_the_spread_within_noise():
+    from mmcourse.fusion.zoo import compare, noise, top_group
+    t = _table()
+    torch.testing.assert_close(noise(t, "a", "b"), (0.02 ** 2 + 0.02 ** 2) ** 0.5)
+    assert compare(t, "a", "b") == "within noise"  # 0.01 apart, spread 0.028
+    assert compare(t, "a", "c") == "above" and compare(t, "c", "a") == "below"
+    assert compare(t, "one", "a") == "unknown"  # one seed: no spread, nothing resolved
+    assert top_group(t, ["a", "b", "c"]) == ["a", "b"]
+    assert top_group(t, ["c"]) == ["c"]
+    with pytest.raises(KeyError, match="'z'"):
+        compare(t, "a", "z")
+
+
+def test_degenerate_settings_and_inputs_name_the_fix():
+    from mmcourse.fusion import LowRankTensorFusion, TensorFusion
+
+    with pytest.raises(ValueError, match="rank=0"):
+        LowRankTensorFusion(DIMS, 5, rank=0)
+    with pytest.raises(ValueError, match="proj=0"):
+        TensorFusion(DIMS, 5, proj=0)
+    with pytest.raises(ValueError, match=r"dims\['image'\]=4.5.*positive integer"):
+        ConcatFusion({"image": 4.5, "audio": 3}, 5)
+    with pytest.raises(ValueError, match="out_dim=0"):
+        ConcatFusion(DIMS, 0)
+    fusion = ConcatFusion(DIMS, 5)
+    feats = {k: torch.randn(2, d, dtype=torch.float64) for k, d in DIMS.items()}
+    with pytest.raises(TypeError, match=r"float64.*\.float\(\)"):
+        fusion(feats)

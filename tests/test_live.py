@@ -45,3 +45,25 @@ def test_stop_mid_run_leaves_a_usable_model():
     out = t.model(val[0])
     assert out["logits"].shape == (64, 10) and torch.isfinite(out["logits"]).all()
     assert 0.0 <= evaluate(t.model, *val)["acc"] <= 1.0
+
+
+def test_title_and_status_name_the_run_started_not_the_dropdown_now():
+    train, val = small()
+    t = LiveTrainer(train, val, epochs=2, method="late")
+    t.device.value = "cpu"
+    t.start_button.click()
+    assert all(w.disabled for w in t.controls())  # nothing to move while it trains
+    t.method.value, t.lr.value = "gated", 0.01  # a learner changes them anyway (from code)
+    t.join(timeout=120)
+    assert not t.thread.is_alive()
+    assert t.last_title.startswith("late on cpu, lr 0.003") and "gated" not in t.last_title
+    assert "late on cpu" in t.status.value and "gated" not in t.status.value
+    assert t.running["method"] == "late" and t.config.lr == 0.003
+    assert not any(w.disabled for w in t.controls())  # free again for the next run
+
+
+def test_every_control_label_is_shown_in_full():
+    train, val = small()
+    t = LiveTrainer(train, val)
+    for w in t.controls():
+        assert w.style.description_width == "initial", f"{w.description!r} would be truncated"

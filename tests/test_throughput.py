@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mmcourse.throughput import PerSampleDataset, breakdown, index_ms, loader_ms, step_ms
+from mmcourse.throughput import PerSampleDataset, breakdown, index_ms, loader_ms, step_ms, verdict
 from mmcourse.train import take
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +45,32 @@ def test_per_sample_batches_equal_index_batches():
 def test_timings_are_positive_and_speedup_follows_from_them():
     inputs, labels = toy()
     out = breakdown(Flat(), inputs, labels, batch_size=8, max_batches=3, repeats=2)
-    assert set(out) == {"loader_ms", "index_ms", "step_ms", "speedup"}
-    assert min(out.values()) > 0
+    assert set(out) == {"loader_ms", "index_ms", "step_ms", "gather_x", "gather_x_lo", "gather_x_hi",
+                        "speedup", "speedup_lo", "speedup_hi", "rounds"}
+    assert min(out.values()) > 0 and out["rounds"] == 1
+    # one round: the ratios follow from that round's times, and the range is that one value
     assert out["speedup"] == pytest.approx((out["loader_ms"] + out["step_ms"]) / (out["index_ms"] + out["step_ms"]))
+    assert out["gather_x"] == pytest.approx(out["loader_ms"] / out["index_ms"])
+    assert out["speedup_lo"] == out["speedup"] == out["speedup_hi"]
     assert loader_ms(inputs, labels, 8, max_batches=2) > 0 and index_ms(inputs, labels, 8) > 0
+
+
+def test_rounds_give_a_median_inside_the_range_of_rounds():
+    inputs, labels = toy()
+    out = breakdown(Flat(), inputs, labels, batch_size=8, max_batches=3, repeats=2, rounds=3)
+    assert out["rounds"] == 3
+    for key in ("gather_x", "speedup"):
+        assert out[f"{key}_lo"] <= out[key] <= out[f"{key}_hi"]
+    with pytest.raises(ValueError, match="rounds"):
+        breakdown(Flat(), inputs, labels, rounds=0)
+
+
+def test_verdict_only_when_every_round_agrees():
+    assert verdict(1.2, 1.5) == "faster"
+    assert verdict(0.5, 0.8) == "slower"
+    assert verdict(0.9, 1.3) is None  # rounds disagree: the measurement cannot tell
+    assert verdict(1.01, 1.04) is None  # all above 1, but within the margin
+    assert verdict(1.01, 1.04, margin=0.0) == "faster"
 
 
 def test_step_ms_trains_the_model_it_is_given():

@@ -59,3 +59,18 @@ def test_corrupt_keeps_audio_padding_zero_and_names_missing_key():
 def test_build_av_model_unknown_method():
     with pytest.raises(ValueError, match="unknown method"):
         build_av_model("stacking")
+
+
+def test_panel_labels_are_shown_in_full(panel):
+    for w in [*panel.weight.values(), *panel.noise.values()]:
+        assert w.style.description_width == "initial", f"{w.description!r} would be truncated"
+
+
+def test_panel_moves_its_own_copy_not_the_model_passed_in():
+    torch.manual_seed(0)
+    model = build_av_model("weighted_sum", dim=8, image_width=4, audio_hidden=8)
+    test = load_av_digits("test")
+    p = FusionWeightsPanel(model, {k: v[:16] for k, v in test.inputs.items()}, test.labels[:16], noise_levels=(0.0,))
+    p.weight["image"].value, p.weight["audio"].value = 1.0, 0.0
+    assert p.model.fusion.weights() == {"audio": 0.0, "image": 1.0}
+    assert model.fusion.weights() == {"audio": 0.5, "image": 0.5}

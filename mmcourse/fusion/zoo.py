@@ -3,18 +3,26 @@
 ``build_av_model("late")`` gives encoders (image CNN, audio 1-D CNN) + that fusion; ``run`` trains
 it with ``mmcourse.train.fit`` and reports test accuracy, parameter count and wall time, so the
 lesson's results table compares methods on equal terms (same encoders, data, epochs, seeds).
+
+Every run is selected on validation (``fit`` ends on the best-val epoch's weights; the test split
+is evaluated once, after) and seeded: the same method, data, config and seed give the same
+weights and accuracy again on the same machine and thread count. ``summarize`` turns runs into a
+table of mean ± std over seeds, and ``compare`` / ``top_group`` say whether a difference between
+two methods is larger than that spread, so a lesson names a winner only when the seeds agree.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
-import torch
+import pandas as pd
 from torch import nn
 
 from mmcourse.encoders import AudioEncoder, ImageEncoder
 from mmcourse.fusion import METHODS
 from mmcourse.fusion.base import MultimodalClassifier
+from mmcourse.runtime import seed_everything
 from mmcourse.train import FitConfig, evaluate, fit
 
 UNIMODAL = ("audio_only", "image_only")
@@ -59,16 +67,20 @@ def modalities_of(model: MultimodalClassifier) -> list[str]:
 
 
 def run(method: str, train, val, test, config: FitConfig, seed: int = 0, **options) -> dict:
-    """Train one method on AV-digits splits and evaluate it on the test split.
+    """Train one method on AV-digits splits, selected on validation, and evaluate it on test.
 
     Args:
         train, val, test: ``AVDigits`` splits (``mmcourse.data.load_av_digits``); ``train`` may
             be a subset given as ``(inputs, labels)``.
+        seed: seeds everything (``seed_everything``: initial weights, batch order, dropout) and
+            picks deterministic kernels, so a re-run repeats exactly on the same machine.
 
     Returns:
-        ``{"method", "seed", "test_acc", "params", "seconds", "history", "model"}``.
+        ``{"method", "seed", "test_acc", "val_acc", "best_epoch", "params", "seconds", "history",
+        "model"}``: ``val_acc`` is the best validation accuracy, whose epoch's weights the model
+        holds (``config.restore_best``); ``test_acc`` is that model's accuracy on test.
     """
-    torch.manual_seed(seed)
+    seed_everything(seed)
     model = build_av_model(method, **options)
     keys = modalities_of(model)
 
@@ -80,5 +92,63 @@ def run(method: str, train, val, test, config: FitConfig, seed: int = 0, **optio
     history = fit(model, pick(train), pick(val), FitConfig(**{**config.__dict__, "seed": seed}))
     seconds = time.perf_counter() - t0
     return {"method": method, "seed": seed, "test_acc": evaluate(model, *pick(test))["acc"],
+            "val_acc": history.get("best_val_acc", float("nan")), "best_epoch": history.get("best_epoch", -1),
             "params": sum(p.numel() for p in model.parameters()), "seconds": seconds,
             "history": history, "model": model}
+
+
+def summarize(runs) -> pd.DataFrame:
+    """One row per method over its seeds, best test mean first.
+
+    Args:
+        runs: dicts returned by ``run`` (any number of methods and seeds).
+
+    Returns:
+        A DataFrame indexed by method with ``test_mean``, ``test_std`` (sample std over seeds; NaN
+        for one seed), ``val_mean``, ``seeds``, ``params``, ``train_s`` (mean seconds) and
+        ``best_epoch`` (mean, 0-based: the epoch validation selected).
+    """
+    df = pd.DataFrame([{k: r[k] for k in ("method", "seed", "test_acc", "val_acc", "best_epoch", "params", "seconds")}
+                       for r in runs])
+    if df.empty:
+        raise ValueError("no runs to summarize; pass the dicts that zoo.run returns")
+    return (df.groupby("method", sort=False)
+              .agg(test_mean=("test_acc", "mean"), test_std=("test_acc", "std"), val_mean=("val_acc", "mean"),
+                   seeds=("seed", "nunique"), params=("params", "first"), train_s=("seconds", "mean"),
+                   best_epoch=("best_epoch", "mean"))
+              .sort_values("test_mean", ascending=False))
+
+
+def noise(table: pd.DataFrame, a: str, b: str) -> float:
+    """The seed-to-seed spread of the difference between methods ``a`` and ``b``: √(σ_a² + σ_b²).
+
+    NaN when either has fewer than two seeds (no spread measured, so nothing can be resolved).
+    """
+    for m in (a, b):
+        if m not in table.index:
+            raise KeyError(f"method {m!r} is not in the table; it has {list(table.index)}")
+    sa, sb = table.test_std[a], table.test_std[b]
+    return math.sqrt(sa ** 2 + sb ** 2) if min(table.seeds[a], table.seeds[b]) >= 2 else float("nan")
+
+
+def compare(table: pd.DataFrame, a: str, b: str) -> str:
+    """``"above"`` / ``"below"`` when ``a``'s mean test accuracy differs from ``b``'s by more than
+    their spread (``noise``), ``"within noise"`` when it does not, ``"unknown"`` with one seed."""
+    spread = noise(table, a, b)
+    if math.isnan(spread):
+        return "unknown"
+    diff = table.test_mean[a] - table.test_mean[b]
+    if abs(diff) <= spread:
+        return "within noise"
+    return "above" if diff > 0 else "below"
+
+
+def top_group(table: pd.DataFrame, methods=None) -> list[str]:
+    """The best method (by mean test accuracy) and every one ``within noise`` of it, best first.
+
+    With one seed nothing is within noise, so the group is the best method alone.
+    """
+    sub = table.loc[list(methods)] if methods is not None else table
+    order = list(sub.sort_values("test_mean", ascending=False).index)
+    best = order[0]
+    return [best] + [m for m in order[1:] if compare(table, m, best) == "within noise"]
