@@ -28,16 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.train import Inputs, logits_of, predict
+from mmcourse.train import Inputs, _is_test_labels, logits_of, predict
 
 
 # ---------------------------------------------------------------------------------- calibration
-def _is_test_labels(labels) -> bool:
-    import sys
-    av = sys.modules.get("mmcourse.data.av")  # only test splits handed out by the data layer count
-    return av is not None and av.is_test_labels(labels)
-
-
 def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[str, Tensor]:
     """Per-bin counts, mean confidence and accuracy of the top-class prediction.
 

@@ -15,13 +15,6 @@ import mmcourse.check as check
 from mmcourse.check import solutions as S
 
 
-@pytest.fixture(autouse=True)
-def fresh_kernel():
-    """Every test starts as a fresh kernel: no attempts, no hints shown."""
-    for ex in check.REGISTRY.values():
-        ex.reset()
-
-
 def stub(*args):
     raise NotImplementedError
 
