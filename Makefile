@@ -8,13 +8,13 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Lab/Jupyter settings that turn off the news pop-up live in the venv, not in ~.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test setup data unit sync execute browser-test clean-venv
+.PHONY: lab test test-latest constraints setup data unit sync execute browser-test clean-venv
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 	@mkdir -p $(LAB_SETTINGS) && cp etc/jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
 	@touch $(STAMP)
 
@@ -27,8 +27,27 @@ lab: setup
 # Unit tests and every notebook (nbval, quick mode), two workers, one file per worker. One torch
 # thread per worker: two workers with two threads each on two cores ran several times slower.
 # A cell that runs 600 s fails instead of hanging (ipykernel 7 was seen to stall a kernel twice).
+TEST_ENV  := MMCOURSE_QUICK=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+TEST_ARGS := -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -p no:cacheprovider --durations=15 tests notebooks
 test: setup
-	MMCOURSE_QUICK=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -p no:cacheprovider --durations=15 tests notebooks
+	$(TEST_ENV) $(PY) -m pytest $(TEST_ARGS)
+
+# The same suite against the newest releases of every dependency (constraints.txt ignored), in its
+# own venv so the pinned one stays as it is. Run it before upgrading constraints.txt, or when a
+# learner reports that a fresh `pip install` broke something.
+LATEST := .venv-latest
+test-latest:
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test]"
+	@mkdir -p $(LATEST)/share/jupyter/lab/settings && cp etc/jupyter/overrides.json $(LATEST)/share/jupyter/lab/settings/overrides.json
+	$(LATEST)/bin/python -m mmcourse.data
+	$(LATEST)/bin/python -m pip list --format=freeze --exclude-editable | diff constraints.txt - | grep '^[<>]' || echo "(the newest versions equal constraints.txt)"
+	MMCOURSE_LATEST=1 $(TEST_ENV) $(LATEST)/bin/python -m pytest $(TEST_ARGS)
+
+# Pin what .venv has now as the known-good set (after `make test-latest` passed and the notebooks
+# were re-executed with it).
+constraints: $(STAMP)
+	@{ sed -n '1,4p' constraints.txt; $(PY) -m pip list --format=freeze --exclude-editable; } > constraints.tmp && mv constraints.tmp constraints.txt
 
 unit: setup
 	MMCOURSE_QUICK=1 $(PY) -m pytest -q tests
