@@ -1,6 +1,7 @@
 """Build and train AV-digits models for any fusion method, the same way for every method.
 
-``build_av_model("late")`` gives encoders (image CNN, audio 1-D CNN) + that fusion; ``run`` trains
+``build_av_model("late")`` gives encoders (image CNN, audio 1-D CNN) + that fusion (``"serial"`` and
+``"hybrid"`` link the encoders: ``mmcourse.fusion.serial``); ``run`` trains
 it with ``mmcourse.train.fit`` and reports test accuracy, parameter count and wall time, so the
 lesson's results table compares methods on equal terms (same encoders, data, epochs, seeds).
 
@@ -22,6 +23,7 @@ from torch import nn
 from mmcourse.encoders import AudioEncoder, ImageEncoder
 from mmcourse.fusion import METHODS
 from mmcourse.fusion.base import MultimodalClassifier
+from mmcourse.fusion.serial import KINDS, serial_av_model
 from mmcourse.runtime import seed_everything
 from mmcourse.train import FitConfig, evaluate, fit
 
@@ -47,13 +49,17 @@ def build_av_model(method: str, dim: int = 32, image_width: int = 8, audio_hidde
     """encoders → fusion for AV-digits.
 
     Args:
-        method: a key of ``mmcourse.fusion.METHODS``, or ``"audio_only"`` / ``"image_only"``
-            (one encoder and a linear head, through ``ConcatFusion(hidden=None)``).
+        method: a key of ``mmcourse.fusion.METHODS`` (parallel fusion), ``"serial"`` / ``"hybrid"``
+            (audio conditions the image CNN's mid-level maps; ``serial_av_model``, whose options
+            ``after``, ``hidden`` pass through), or ``"audio_only"`` / ``"image_only"`` (one encoder
+            and a linear head, through ``ConcatFusion(hidden=None)``).
         dim: D, every encoder's output size.
     """
-    if method not in METHODS and method not in UNIMODAL:
-        raise ValueError(f"unknown method {method!r}; use one of {sorted(METHODS) + list(UNIMODAL)}")
+    if method not in METHODS and method not in KINDS and method not in UNIMODAL:
+        raise ValueError(f"unknown method {method!r}; use one of {sorted(METHODS) + list(KINDS) + list(UNIMODAL)}")
     encoders = build_av_encoders(("audio", "image"), dim, image_width, audio_hidden)  # both, even for one: same init
+    if method in KINDS:
+        return serial_av_model(method, encoders, 10, **fusion_options)
     if method in UNIMODAL:
         keep = method.removesuffix("_only")
         return MultimodalClassifier(nn.ModuleDict({keep: encoders[keep]}),
