@@ -266,6 +266,15 @@ MISTAKES = {
         (lambda W, A, B, alpha, r: W + (r / alpha) * B @ A, "not r / alpha"),
         (lambda W, A, B, alpha, r: (alpha / r) * B @ A, "only the update"),
         (lambda W, A, B, alpha, r: W.T + (alpha / r) * A.T @ B.T, "it needs W's shape")],
+    "adapter_params": [
+        (lambda d, m, n: 2 * d * m * 2 * n, "left out the biases"),
+        (lambda d, m, n: (2 * d * m + m) * 2 * n, "up-projection's bias"),
+        (lambda d, m, n: (2 * d * m + d) * 2 * n, "down-projection's bias"),
+        (lambda d, m, n: (2 * d * m + d + m) * n, "two adapters in each layer"),
+        (lambda d, m, n: 2 * d * m + d + m, "that is one adapter"),
+        (lambda d, m, n: (d * m + d + m) * 2 * n, "two weight matrices"),
+        (lambda d, m, n: S.adapter_params(d, m, n) + 1, "off by +1"),
+        (lambda d, m, n: "many", "return a whole number")],
     "kd_loss": [
         (lambda s, t, T: _kd(s, t, T), "forgot the T² factor"),
         (lambda s, t, T: S.kd_loss(s, t, T) * s.shape[0], "summed over the batch"),

@@ -17,7 +17,8 @@ from mmcourse.check.pretraining import (alignment_uniformity, attack_success_rat
                                         cka_from_gram, knn_accuracy)
 from mmcourse.check.fusion import outer_with_one, weighted_sum  # notebook 05
 from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
-from mmcourse.check.alignment import lora_forward, lora_merge, recall_at_k, symmetric_info_nce  # notebooks 07-08
+from mmcourse.check.alignment import (adapter_params, lora_forward, lora_merge, recall_at_k,  # notebooks 07-08
+                                       symmetric_info_nce)
 from mmcourse.check.compression import kd_loss, prune_mask  # notebook 09
 from mmcourse.check.evaluation import (ece, grad_times_input, pool_token_logits,  # notebooks 10-11
                                        two_input_model)
@@ -28,7 +29,7 @@ EXERCISES: tuple[str, ...] = tuple(REGISTRY)  # every exercise's name, in notebo
 # every name imported or defined above, sorted; add a lesson's checkers here too
 __all__ = [
     "with_hand_backward",
-    "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
+    "adapter_params", "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
     "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
     "Exercise", "EXERCISES", "exercise", "expect_close", "f1_from_confusion", "grad_times_input",
     "hint", "kd_loss", "knn_accuracy", "lora_forward", "lora_merge", "matches",

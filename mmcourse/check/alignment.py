@@ -138,3 +138,35 @@ def lora_merge(fn) -> None:
         raise Wrong(f"the merged weight has shape {tuple(W.shape[::-1])}; it needs W's shape "
                     f"{tuple(W.shape)}, (out, in).")
     expect_close(got, W + (alpha / r) * B @ A, "the merged weight")
+
+
+@exercise(task="(d, m, n_layers) -> int: trainable parameters of Houlsby adapters (bottleneck m "
+               "on d-dim hidden states) in a model with n_layers transformer layers",
+          hints=("Count one adapter first: it is two nn.Linear layers, d → m and m → d. How many "
+                 "numbers does each hold, counting its bias?",
+                 "Each linear map has a weight matrix (inputs × outputs) and one bias per output. "
+                 "Then: how many adapters does each transformer layer get, and where do they sit?"),
+          success="2·d·m + d + m per adapter, two per layer: the bottleneck m sets the budget.")
+def adapter_params(fn) -> None:
+    """Check ``fn(d, m, n_layers) -> int`` = (2·d·m + d + m) · 2 · n_layers."""
+    for d, m, n_layers in ((384, 8, 6), (768, 64, 12), (16, 3, 1)):
+        got = attempt(fn, d, m, n_layers)
+        one = 2 * d * m + d + m
+        mistakes = ((2 * d * m * 2 * n_layers, "you left out the biases: the down-projection has m, "
+                                               "the up-projection d."),
+                    ((2 * d * m + m) * 2 * n_layers, "the up-projection's bias (d numbers) is missing."),
+                    ((2 * d * m + d) * 2 * n_layers, "the down-projection's bias (m numbers) is missing."),
+                    (one * n_layers, "Houlsby put two adapters in each layer: after attention and "
+                                     "after the feed-forward block."),
+                    (one, "that is one adapter; count all of them (two per layer)."),
+                    ((d * m + d + m) * 2 * n_layers, "there are two weight matrices, d × m and m × d."))
+        try:
+            value = int(got)
+        except (TypeError, ValueError):
+            raise Wrong(f"return a whole number, got {got!r}") from None
+        for wrong, message in mistakes:
+            if value == wrong and value != one * 2 * n_layers:
+                raise Wrong(f"{message} (d={d}, m={m}, {n_layers} layers: you gave {value:,})")
+        if value != one * 2 * n_layers:
+            raise Wrong(f"for d={d}, m={m} and {n_layers} layers the count is off by "
+                        f"{value - one * 2 * n_layers:+,}.")

@@ -142,6 +142,12 @@ def lora_merge(W, A, B, alpha, r):
     return W + (alpha / r) * B @ A
 
 
+def adapter_params(d, m, n_layers):
+    """Per adapter W_down (m·d) + b_down (m) + W_up (d·m) + b_up (d); two adapters per layer."""
+    per_adapter = d * m + m + m * d + d
+    return per_adapter * 2 * n_layers
+
+
 # ---------------------------------------------------------------------------------- notebook 09
 def kd_loss(student_logits, teacher_logits, T):
     """T² · mean over the batch of KL(p_teacher ‖ q_student), both softened by T."""
