@@ -1,0 +1,327 @@
+"""Data-parallel training with ``torch.distributed``: DistributedDataParallel under ``torchrun``.
+
+Taught in ``notebooks/12_scaling_out.ipynb``. Run it as
+
+    torchrun --standalone --nproc-per-node=N -m mmcourse.distributed [--epochs 3] [--check]
+
+``torchrun`` starts N processes (*ranks*); each builds the same AV-digits fusion model (same
+seed, same initial weights) and wraps it in ``DistributedDataParallel`` (DDP). The backend is
+chosen by capability: ``nccl`` when CUDA is available (rank r on GPU ``LOCAL_RANK``), else ``gloo``.
+
+Sharding, as ``DistributedSampler`` deals indices: every rank draws the *same* permutation per
+epoch (shared seed), cuts it into global batches of B indices (an incomplete last batch is
+dropped, so shards are equal) and rank r keeps ``batch[r::N]``, B/N rows. Batching is ``fit``'s:
+the split lives on the device, a batch is one index op per modality.
+
+Why N ranks make the same update as one process: in ``backward`` DDP all-reduces every gradient
+(sum over ranks, divided by N). With per-shard mean losses over equal shards S_r,
+
+    g = 1/N Σ_r ∇ (N/B Σ_{i ∈ S_r} ℓ_i) = 1/B Σ_i ∇ℓ_i        (the full-batch mean gradient)
+
+Equal in exact arithmetic, not always bit for bit: float addition is not associative, and the
+all-reduce adds partial sums in another order than one process does, so results may differ by a
+few units in the last place (~1e-7 relative in float32). At N = 2 the one-process replay below
+adds the same two shard gradients and halving is exact, so the difference is often exactly 0;
+at N = 3 dividing by 3 rounds and it is ~1e-8. The check uses SGD, whose update is linear in g,
+so round-off stays round-off. Adam agrees in practice too, but its first steps move each weight
+by about lr · sign(g): a near-zero gradient entry whose sign flips by round-off moves 2·lr.
+
+BatchNorm (the image encoder has three) normalises with the statistics of the rows it sees:
+under DDP each rank sees its B/N. So the exact one-process equivalent feeds the global batch as
+N micro-batches (the same shards) and averages their mean losses: gradient accumulation.
+``--check`` compares with that (``max param diff``) and with one forward over all B rows, which
+differs by the BatchNorm statistics. ``nn.SyncBatchNorm`` would share them, but torch refuses it
+for CPU modules ("SyncBatchNorm layers only work with GPU modules"), so this module never uses it.
+
+Rank 0 logs, evaluates on validation and saves a plain ``state_dict`` atomically (temp file +
+``os.replace``; ``torch.load(path, weights_only=True)`` reads it). The process group has a
+``timeout``: when a rank dies or hangs, the others' next collective fails after that many seconds
+instead of waiting forever, and ``torchrun`` stops every rank and exits non-zero.
+``--fail-at-step K`` (a test hook) makes the last rank crash (exit 17) or hang at step K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from mmcourse.train import evaluate, logits_of, take
+
+
+def shard(batch: Tensor, rank: int, world: int) -> Tensor:
+    """Rank ``rank``'s share of one global batch: ``batch[rank::world]``, as ``DistributedSampler``.
+
+    Args:
+        batch: (B,) row indices, B divisible by ``world``.
+
+    Returns:
+        (B / world,) indices; the ``world`` shards are disjoint and together are ``batch``.
+    """
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside 0 .. {world - 1} (world size {world})")
+    if len(batch) % world:
+        raise ValueError(f"a global batch of {len(batch)} rows does not split into {world} equal shards; "
+                         f"use a batch size divisible by {world}, e.g. {world * max(1, len(batch) // world)}")
+    return batch[rank::world]
+
+
+def global_batches(n: int, batch_size: int, epoch: int, seed: int) -> list[Tensor]:
+    """The epoch's global batches: a permutation of ``range(n)`` seeded by (seed, epoch), cut
+    into (B,) index tensors; the last incomplete batch is dropped. The same on every rank."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    batches = torch.randperm(n, generator=g).split(batch_size)
+    return [b for b in batches if len(b) == batch_size]
+
+
+def gradient_bytes(model: nn.Module) -> int:
+    """Bytes DDP all-reduces per step: one number per trainable parameter (4 bytes in float32)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
+def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
+    """Join the process group torchrun set up (env RANK, WORLD_SIZE, MASTER_ADDR/PORT...).
+
+    Launched without torchrun it forms a world of one. Returns (rank, world, device, backend).
+    """
+    if "RANK" not in os.environ:  # plain `python -m mmcourse.distributed`: a world of one
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    cuda = torch.cuda.is_available()
+    backend = "nccl" if cuda else "gloo"  # nccl only talks GPU to GPU; gloo does CPUs
+    device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                            **({"device_id": device} if cuda else {}))
+    return dist.get_rank(), dist.get_world_size(), device, backend
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use 'sgd' or 'adamw'")
+
+
+def step_on_shards(model: nn.Module, opt, X: dict[str, Tensor], y: Tensor, shards: list[Tensor]) -> float:
+    """One optimizer step of one process on a global batch fed as micro-batches (accumulation).
+
+    ``shards``: the (B/N,) index tensors; loss = mean over shards of each shard's mean loss, the
+    gradient DDP computes. With one shard (the whole batch) it is a plain full-batch step.
+    Returns the loss.
+    """
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for idx in shards:
+        loss = F.cross_entropy(logits_of(model(take(X, idx))), y[idx]) / len(shards)
+        loss.backward()  # gradients add up in .grad across the micro-batches
+        total += loss.item()
+    opt.step()
+    return total
+
+
+def time_all_reduce(numel: int, device: torch.device, repeats: int = 30) -> float:
+    """Median milliseconds of ``dist.all_reduce`` on a float32 tensor of ``numel`` numbers."""
+    t = torch.zeros(numel, device=device)
+    times = []
+    for i in range(repeats + 3):
+        dist.barrier()
+        t0 = time.perf_counter()
+        dist.all_reduce(t)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 3:  # the first calls set up buffers and connections
+            times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """Write ``state`` to a temp file beside ``path`` and rename it into place (never half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _fail_hook(args, rank: int, world: int, step: int) -> None:
+    """Test hook (``--fail-at-step``): the last rank crashes (exit 17) or hangs at that step."""
+    if args.fail_at_step is not None and rank == world - 1 and step == args.fail_at_step:
+        print(f"[rank {rank}] --fail-at-step {step}: simulating a {'crash (exit 17)' if args.fail_mode == 'exit' else 'hang'}", file=sys.stderr, flush=True)
+        if args.fail_mode == "exit":
+            os._exit(17)  # no cleanup, like a killed process
+        time.sleep(10 ** 6)  # hang; torchrun terminates it once another rank fails
+
+
+def load_data(limit: int | None, device: torch.device):
+    from mmcourse.data import load_av_digits
+    train, val = load_av_digits("train"), load_av_digits("val")
+    n = len(train) if limit is None else min(limit, len(train))
+    X = {k: v[:n].to(device) for k, v in sorted(train.inputs.items())}  # {"audio": (n, 40, 13), "image": (n, 1, 28, 28)}
+    return X, train.labels[:n].to(device), (val.inputs, val.labels)
+
+
+def run(args) -> dict:
+    """Train (or ``--check``) on this rank; rank 0 returns the report, the others ``{}``."""
+    from mmcourse.fusion.zoo import build_av_model, modalities_of
+    from mmcourse.runtime import seed_everything
+    rank, world, device, backend = setup(args.timeout)
+    say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
+    X, y, val = load_data(args.limit, device)
+    seed_everything(args.seed)
+    model = build_av_model(args.method).to(device)  # the same initial weights on every rank
+    X = {k: X[k] for k in modalities_of(model)}  # a unimodal model gets its one modality
+    val = ({k: val[0][k] for k in X}, val[1])
+    initial = copy.deepcopy(model)
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(ddp.parameters(), "sgd" if args.check else args.optimizer, args.lr)
+    P = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"world {world} | backend {backend} | device {device.type} | {args.method}: {P:,} trainable parameters"
+        f" = {gradient_bytes(model):,} gradient bytes per step | global batch {args.batch_size} = {world} x "
+        f"{args.batch_size // world} | {len(y)} rows")
+    step_ms, history, t_start = [], [], time.perf_counter()
+    finished = (lambda: len(step_ms) == args.steps) if args.check else (lambda: False)
+    for epoch in range(10 ** 6 if args.check else args.epochs):
+        t_epoch, losses = time.perf_counter(), []
+        for batch in global_batches(len(y), args.batch_size, epoch, args.seed):
+            if finished():
+                break
+            _fail_hook(args, rank, world, len(step_ms))
+            idx = shard(batch, rank, world).to(device)  # (B/N,) this rank's rows
+            t0 = time.perf_counter()
+            loss = F.cross_entropy(logits_of(ddp(take(X, idx))), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # DDP all-reduces the gradients here (mean over ranks)
+            opt.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_ms.append(1e3 * (time.perf_counter() - t0))
+            losses.append(loss.item())
+        if finished():
+            break
+        if rank == 0 and not args.check:
+            seconds, acc = time.perf_counter() - t_epoch, evaluate(model, *val)["acc"]
+            history.append({"epoch": epoch + 1, "loss": statistics.fmean(losses), "val_acc": acc, "seconds": seconds})
+            say(f"epoch {epoch + 1}: rank-0 shard loss {history[-1]['loss']:.3f} | val acc {acc:.3f} | {seconds:.1f} s")
+        dist.barrier()
+    report = {"world": world, "backend": backend, "device": device.type, "method": args.method, "params": P,
+              "gradient_bytes": gradient_bytes(model), "batch_size": args.batch_size, "steps": len(step_ms),
+              "seconds": time.perf_counter() - t_start,
+              "step_ms": statistics.median(step_ms[1:] or step_ms), "history": history}
+    report["allreduce_ms"] = time_all_reduce(report["params"], device)
+    if rank != 0:
+        return {}
+    say(f"median step {report['step_ms']:.2f} ms | all-reduce of the {report['gradient_bytes']:,} gradient "
+        f"bytes alone {report['allreduce_ms']:.3f} ms")
+    if args.check:
+        report.update(_one_process_reference(args, initial, model, X, y, world))
+        bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+        say(f"max param diff vs one process, all {args.batch_size} rows in one forward"
+            f"{' (BatchNorm then normalises over all of them)' if bn else ''}: {report['full_batch_diff']:.3g}")
+    else:
+        path = Path(args.out)
+        save_atomic({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+        say(f"saved {path.name} (rank 0, atomically)")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=1))
+    if args.check:
+        say(f"max param diff: {report['max_param_diff']:.3g}")
+    return report
+
+
+def _one_process_reference(args, initial: nn.Module, trained: nn.Module, X, y, world: int) -> dict:
+    """Replay the same steps in this one process from the same initial weights; compare weights.
+
+    Returns ``max_param_diff`` (global batch as ``world`` micro-batches, DDP's exact equivalent)
+    and ``full_batch_diff`` (one forward over all B rows)."""
+    out = {}
+    for key, parts in (("max_param_diff", world), ("full_batch_diff", 1)):
+        ref = copy.deepcopy(initial)
+        opt = make_optimizer(ref.parameters(), "sgd", args.lr)
+        step, epoch = 0, 0
+        while step < args.steps:
+            for batch in global_batches(len(y), args.batch_size, epoch, args.seed):
+                batch = batch.to(y.device)
+                step_on_shards(ref, opt, X, y, [shard(batch, r, parts) for r in range(parts)])
+                step += 1
+                if step == args.steps:
+                    break
+            epoch += 1
+        out[key] = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), ref.parameters()))
+    return out
+
+
+def _is_peer_failure(e: Exception) -> bool:
+    """A collective's error: another rank died (connection closed/reset) or timed out."""
+    text = str(e).lower()
+    return isinstance(e, dist.DistError) or any(
+        w in text for w in ("timed out", "timeout", "connection", "peer", "nccl", "gloo"))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="torchrun --standalone --nproc-per-node=N -m mmcourse.distributed",
+                                description="Train the AV-digits fusion model with DistributedDataParallel.")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=128, help="global batch B (divisible by the world size)")
+    p.add_argument("--lr", type=float, default=None, help="default 3e-3 for adamw, 0.05 for sgd")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="--check always uses sgd")
+    p.add_argument("--method", default="late", help="a fusion method of mmcourse.fusion (or audio_only, image_only)")
+    p.add_argument("--limit", type=int, default=None, help="train on the first LIMIT pairs only (fast tests)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--check", action="store_true", help="--steps DDP steps, then the same in one process")
+    p.add_argument("--steps", type=int, default=5, help="steps of --check")
+    p.add_argument("--out", default=None, help="checkpoint path (default checkpoints/ddp-METHOD.pt)")
+    p.add_argument("--report", default=None, help="write rank 0's numbers as JSON here")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait for a peer")
+    p.add_argument("--fail-at-step", type=int, default=None, help="test hook: the last rank fails at this step")
+    p.add_argument("--fail-mode", choices=["exit", "hang"], default="exit")
+    args = p.parse_args(argv)
+    if args.lr is None:
+        args.lr = 0.05 if (args.check or args.optimizer == "sgd") else 3e-3
+    if args.out is None:
+        from mmcourse.checkpoint import checkpoint_dir
+        args.out = str(checkpoint_dir() / f"ddp-{args.method}.pt")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except Exception as e:
+        if not _is_peer_failure(e):
+            raise
+        rank = os.environ.get("RANK", "?")  # name the likely cause instead of a bare gloo/nccl message
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"[rank {rank}] training stopped: {type(e).__name__}: {first}\n[rank {rank}] a collective "
+              f"(all-reduce, barrier) failed or waited longer than --timeout {args.timeout:g} s: another rank "
+              "crashed or hangs (see torchrun's summary of the failed rank).", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
