@@ -167,6 +167,12 @@ def _ogm(c, y, alpha, coefficient):  # the dominant gets coefficient(rho, rho fr
 
 
 _CE = F.cross_entropy
+
+def _input_grad(model, x, y, k):
+    """∇ of the mean cross-entropy wrt modality k (for the FGSM mistakes)."""
+    xk = x[k].detach().clone().requires_grad_()
+    return torch.autograd.grad(F.cross_entropy(model({**x, k: xk}), y), [xk])[0]
+
 MISTAKES = {
     "mean_image_per_digit": [
         (lambda X, y: X.mean(0), "one average over all images"),
@@ -303,6 +309,12 @@ MISTAKES = {
         (lambda m, x, t: _grad_x(m, x, t, "all logits"), "sum of all logits"),
         (lambda m, x, t: _grad_x(m, x, t, "mean"), "averaged over each example's features"),
         (lambda m, x, t: _grad_x(m, x, t, "unsummed"), "sum each example's features")],
+    "fgsm_step": [
+        (lambda m, x, y, e, k: {**x, k: x[k] + e * _input_grad(m, x, y, k)}, "the gradient itself"),
+        (lambda m, x, y, e, k: {**x, k: 2 * x[k] - S.fgsm_step(m, x, y, e, k)[k]}, "steps *down* the loss"),
+        (lambda m, x, y, e, k: S.fgsm_step(m, x, m(x).argmax(1), e, k), "model's predictions as labels"),
+        (lambda m, x, y, e, k: {k2: v + e for k2, v in S.fgsm_step(m, x, y, e, k).items()}, "the image changed"),
+        (lambda m, x, y, e, k: {k: S.fgsm_step(m, x, y, e, k)[k]}, "return the whole input dict")],
     "two_input_model": [
         (_ImageOnly, "changing the audio does not change the output"),
         (lambda: nn.Sequential(nn.Linear(784, 10)), "raised TypeError"),

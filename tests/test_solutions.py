@@ -35,7 +35,7 @@ EXERCISES = list(check.EXERCISES)
 
 
 def test_exercises_listed_once_each_with_a_solution():
-    assert len(EXERCISES) == len(set(EXERCISES)) == 25
+    assert len(EXERCISES) == len(set(EXERCISES)) == 26
     assert EXERCISES[0] == "mean_image_per_digit" and EXERCISES[-1] == "pool_token_logits"
     for name in EXERCISES:
         assert callable(getattr(S, name)) and len(solution_lines(name)) >= 1

@@ -20,8 +20,8 @@ from mmcourse.check.balance import aux_loss, ogm_coefficient  # notebook 06
 from mmcourse.check.alignment import (adapter_params, lora_forward, lora_merge, recall_at_k,  # notebooks 07-08
                                        symmetric_info_nce)
 from mmcourse.check.compression import kd_loss, prune_mask  # notebook 09
-from mmcourse.check.evaluation import (ece, grad_times_input, pool_token_logits,  # notebooks 10-11
-                                       two_input_model)
+from mmcourse.check.evaluation import (ece, fgsm_step, grad_times_input,  # notebooks 10-11
+                                       pool_token_logits, two_input_model)
 # --- end of lesson checkers ------------------------------------------------------------------
 
 EXERCISES: tuple[str, ...] = tuple(REGISTRY)  # every exercise's name, in notebook order
@@ -31,7 +31,8 @@ __all__ = [
     "with_hand_backward",
     "adapter_params", "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
     "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
-    "Exercise", "EXERCISES", "exercise", "expect_close", "f1_from_confusion", "grad_times_input",
+    "Exercise", "EXERCISES", "exercise", "expect_close", "f1_from_confusion", "fgsm_step",
+    "grad_times_input",
     "hint", "kd_loss", "knn_accuracy", "lora_forward", "lora_merge", "matches",
     "mean_image_per_digit", "NotSolved", "ogm_coefficient", "outer_with_one", "pool_token_logits",
     "prune_mask", "recall_at_k", "REGISTRY", "solution", "stable_log_softmax",

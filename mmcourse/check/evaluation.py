@@ -122,6 +122,57 @@ def grad_times_input(fn) -> None:
     expect_close(image, torch.tensor([0.0, -3.0, 0.0]), "image attribution")
 
 
+class _Linear2(nn.Module):
+    """Two classes, z0 = Σ A·audio, z1 = Σ B·image (float64): input gradients known in closed form."""
+
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(torch.tensor([[1.0, -2.0], [0.5, 0.0]], dtype=torch.float64))
+        self.B = nn.Parameter(torch.tensor([[[-1.0, 3.0]]], dtype=torch.float64))
+
+    def forward(self, x):
+        return torch.stack([(x["audio"] * self.A).flatten(1).sum(1), (x["image"] * self.B).flatten(1).sum(1)], 1)
+
+
+@exercise(task="(model, inputs, labels, eps, modality) -> {modality: tensor}: the FGSM example "
+               "x + eps·sign(∇ₓ cross-entropy) for one modality of a dict input (eps in the input's "
+               "own units, no clipping), every other modality returned unchanged",
+          hints=("FGSM needs the gradient of the loss of the true labels with respect to the "
+                 "input, not the weights. What must be true of that input tensor for autograd?",
+                 "Copy the attacked modality with requires_grad, run the model on the dict, take "
+                 "the cross-entropy with the true labels and torch.autograd.grad of it wrt that copy.",
+                 "Step *up* the loss by eps times the sign of the gradient (not the gradient "
+                 "itself), detach, and put the result back into a copy of the dict."),
+          success="the fast gradient sign method: one signed step of size ε up the loss.")
+def fgsm_step(fn) -> None:
+    """Check ``fn(model, inputs, labels, eps, modality) -> dict`` (FGSM on one modality)."""
+    model = _Linear2()
+    x = {"audio": torch.tensor([[[0.2, 0.1], [0.3, -0.4]], [[-0.5, 0.2], [0.1, 0.1]]], dtype=torch.float64),
+         "image": torch.tensor([[[0.5, 0.25]], [[0.9, 0.0]]], dtype=torch.float64)}
+    labels = torch.tensor([0, 0])  # row 0 is predicted 1, row 1 is predicted 0 (right)
+    eps = 0.125
+    got = attempt(fn, model, {k: v.clone() for k, v in x.items()}, labels.clone(), eps, "audio")
+    if not isinstance(got, dict) or sorted(got) != ["audio", "image"]:
+        raise Wrong("return the whole input dict, {'audio': ..., 'image': ...}, with only the attacked modality changed.")
+    z = model(x).detach()
+    p = z.softmax(1)
+    dz0 = (p[:, 0] - (labels == 0).double())[:, None, None]  # ∂CE/∂z0, (2, 1, 1)
+    grad = dz0 * model.A.detach()  # ∂CE/∂audio = ∂CE/∂z0 · A
+    dz0_pred = (p[:, 0] - (z.argmax(1) == 0).double())[:, None, None]
+    if not matches(got["image"], x["image"]):
+        raise Wrong("the image changed: attack only the modality you were given and return the others as they were.")
+    by_grad = "that steps by ε·∇ (the gradient itself); FGSM uses its sign, so every entry moves by exactly ε."
+    mistakes = ((x["audio"] + eps * grad, by_grad), (x["audio"] + eps * grad / len(labels), by_grad),  # summed, mean loss
+                (x["audio"] - eps * grad.sign(), "that steps *down* the loss (making the model more right); "
+                                                 "an attack adds ε·sign(∇ₓL)."),
+                (x["audio"] + eps * (dz0_pred * model.A.detach()).sign(),
+                 "you used the model's predictions as labels; the attack raises the loss of the *true* labels."))
+    for value, message in mistakes:
+        if matches(got["audio"], value):
+            raise Wrong(message)
+    expect_close(got["audio"], x["audio"] + eps * grad.sign(), "adversarial audio")
+
+
 # ---------------------------------------------------------------------------------- notebook 11
 @exercise(task=": an nn.Module class whose forward(image (B, 1, 28, 28), audio (B, 40, 13)) "
                "returns (B, 10) logits using both inputs",

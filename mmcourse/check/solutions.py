@@ -190,6 +190,14 @@ def grad_times_input(model, inputs, target):
     return {m: (g * x[m]).flatten(1).sum(1).detach() for m, g in zip(sorted(x), grads)}
 
 
+def fgsm_step(model, inputs, labels, eps, modality):
+    """x' = x + ε·sign(∇ₓ CE(model(x), y)) for one modality; the other modalities as given."""
+    x = {k: v.detach().clone().requires_grad_(k == modality) for k, v in inputs.items()}
+    loss = F.cross_entropy(model(x), labels)  # the mean: its sign is the sum's
+    (grad,) = torch.autograd.grad(loss, [x[modality]])
+    return {**inputs, modality: (inputs[modality] + eps * grad.sign()).detach()}
+
+
 # ---------------------------------------------------------------------------------- notebook 11
 class TwoInputModel(nn.Module):
     """Encode each input to 32 features, concatenate, map to 10 logits."""
