@@ -7,10 +7,10 @@ result back:
 
 so one adapter trains 2·d·m + d + m numbers. ``W_up`` and ``b_up`` start at zero, so at
 initialisation Adapter(h) = h *exactly* and the adapted model computes what the base model
-computes (Houlsby initialise near zero; exact zero is AdapterHub's ``init_weights="mam_adapter"``
-and the rule LoRA uses for B). Houlsby insert two adapters per transformer layer: after the
-attention block's output projection and after the feed-forward block's, each after that
-projection's dropout and before the residual + LayerNorm,
+computes (Houlsby et al. initialise near zero; exact zero is AdapterHub's
+``init_weights="mam_adapter"`` and the rule LoRA uses for B). Houlsby et al. insert two
+adapters per transformer layer: after the attention block's output projection and after the
+feed-forward block's, each after that projection's dropout and before the residual + LayerNorm,
 
     LayerNorm(x + Adapter(Dropout(Dense(sublayer(x))))),
 
@@ -94,8 +94,10 @@ def _bert_layers(model: nn.Module) -> list[nn.Module]:
     def block_ok(block) -> bool:
         return isinstance(getattr(block, "dense", None), nn.Linear) and hasattr(block, "dropout")
 
-    return [m for m in model.modules()
-            if block_ok(getattr(m, "output", None)) and block_ok(getattr(getattr(m, "attention", None), "output", None))]
+    def attention_output(m):
+        return getattr(getattr(m, "attention", None), "output", None)
+
+    return [m for m in model.modules() if block_ok(getattr(m, "output", None)) and block_ok(attention_output(m))]
 
 
 def adapters_of(model: nn.Module) -> list[Adapter]:
