@@ -325,6 +325,15 @@ MISTAKES = {
         (lambda z, m: (z * m[..., None]).sum(1), "the masked sum"),
         (lambda z, m: (z * m[..., None]).sum(1) / z.shape[1], "divided by L = 3"),
         (lambda z, m: z[:, 0], "first token only")],
+    "gradient_bytes_per_step": [
+        (lambda p: p, "each float32 entry takes 4 bytes"),
+        (lambda p: 8 * p, "8 bytes is float64"),
+        (lambda p: 32 * p, "bits per float32"),
+        (lambda p: 4 * p / 2**20, "that is mebibytes")],
+    "rank_shard": [
+        (lambda b, r, w: b[r * (len(b) // w):(r + 1) * (len(b) // w)], "contiguous block"),
+        (lambda b, r, w: torch.arange(len(b))[r::w], "positions in the batch"),
+        (lambda b, r, w: b, "the whole batch")],
 }
 
 

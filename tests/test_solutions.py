@@ -35,8 +35,8 @@ EXERCISES = list(check.EXERCISES)
 
 
 def test_exercises_listed_once_each_with_a_solution():
-    assert len(EXERCISES) == len(set(EXERCISES)) == 26
-    assert EXERCISES[0] == "mean_image_per_digit" and EXERCISES[-1] == "pool_token_logits"
+    assert len(EXERCISES) == len(set(EXERCISES)) == 28
+    assert EXERCISES[0] == "mean_image_per_digit" and EXERCISES[-1] == "rank_shard"
     for name in EXERCISES:
         assert callable(getattr(S, name)) and len(solution_lines(name)) >= 1
         assert len(check.REGISTRY[name].hints) >= 2

@@ -22,6 +22,7 @@ from mmcourse.check.alignment import (adapter_params, lora_forward, lora_merge, 
 from mmcourse.check.compression import kd_loss, prune_mask  # notebook 09
 from mmcourse.check.evaluation import (ece, fgsm_step, grad_times_input,  # notebooks 10-11
                                        pool_token_logits, two_input_model)
+from mmcourse.check.scaling import gradient_bytes_per_step, rank_shard  # notebook 12
 # --- end of lesson checkers ------------------------------------------------------------------
 
 EXERCISES: tuple[str, ...] = tuple(REGISTRY)  # every exercise's name, in notebook order
@@ -32,7 +33,7 @@ __all__ = [
     "adapter_params", "alignment_uniformity", "attack_success_rate", "attempt", "aux_loss",
     "bce_logit_grad_by_hand", "cka_from_gram", "cmp", "cosine_similarity_matrix", "ece",
     "Exercise", "EXERCISES", "exercise", "expect_close", "f1_from_confusion", "fgsm_step",
-    "grad_times_input",
+    "grad_times_input", "gradient_bytes_per_step", "rank_shard",
     "hint", "kd_loss", "knn_accuracy", "lora_forward", "lora_merge", "matches",
     "mean_image_per_digit", "NotSolved", "ogm_coefficient", "outer_with_one", "pool_token_logits",
     "prune_mask", "recall_at_k", "REGISTRY", "solution", "stable_log_softmax",

@@ -220,3 +220,14 @@ def pool_token_logits(token_logits, mask):
     """Mean of (B, L, C) token logits over the real tokens of each row, (B, C)."""
     w = mask.to(token_logits.dtype)  # (B, L): 1 on real tokens, 0 on padding
     return (token_logits * w[..., None]).sum(1) / w.sum(1, keepdim=True)  # (B, C)
+
+
+# ---------------------------------------------------------------------------------- notebook 12
+def gradient_bytes_per_step(num_params):
+    """DDP all-reduces one float32 gradient entry (4 bytes) per trainable parameter, every step."""
+    return 4 * num_params
+
+
+def rank_shard(batch, rank, world):
+    """Rank ``rank``'s share of a (B,) global batch, dealt round-robin like DistributedSampler."""
+    return batch[rank::world]  # (B / world,)
