@@ -72,3 +72,9 @@ browser-test: setup
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the test will skip"
 	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet playwright
 	$(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+# Regenerate the Colab install cell (2nd cell) of every notebook from mmcourse/course.py; it edits
+# that one cell's source in notebooks/*.py and *.ipynb and executes nothing.
+.PHONY: colab-cells
+colab-cells: $(STAMP)
+	$(PY) -m mmcourse.course --write

@@ -13,7 +13,7 @@ Modality contract (as in TorchMultimodal): multimodal inputs are ``dict[str, Ten
 (``"audio"``, ``"image"``, ``"text"``) are always iterated in sorted order.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # written only here: the wheel's metadata and the Colab cells read it
 
 import os as _os
 

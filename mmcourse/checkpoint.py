@@ -30,18 +30,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmcourse.course import checkout_root
+
 CACHE_VERSION = 2  # bump when training code changes: every old checkpoint then retrains
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def checkpoint_dir() -> Path:
     """``$MMCOURSE_CHECKPOINTS`` if set, else ``checkpoints/`` in the checkout (git-ignored),
-    else ``~/.cache/mmcourse/checkpoints``."""
+    else ``~/.cache/mmcourse/checkpoints`` (installed: see ``mmcourse.course.checkout_root``)."""
     if os.environ.get("MMCOURSE_CHECKPOINTS"):
         path = Path(os.environ["MMCOURSE_CHECKPOINTS"])
     else:
-        root = Path(__file__).resolve().parents[1]
-        base = root if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "mmcourse"
+        root = checkout_root()
+        base = root if root is not None else Path.home() / ".cache" / "mmcourse"
         path = base / "checkpoints"
     try:
         path.mkdir(parents=True, exist_ok=True)

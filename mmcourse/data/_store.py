@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcourse.course import checkout_root
+
 FIX = "python -m mmcourse.data"
 
 
@@ -85,12 +87,13 @@ ARRAY_FILES = {
 
 
 def data_dir() -> Path:
-    """``$MMCOURSE_DATA`` if set, else ``data/`` in the checkout, else ``~/.cache/mmcourse``."""
+    """``$MMCOURSE_DATA`` if set, else ``data/`` in the checkout, else ``~/.cache/mmcourse``
+    (installed from the wheel: see ``mmcourse.course.checkout_root``)."""
     if os.environ.get("MMCOURSE_DATA"):
         path = Path(os.environ["MMCOURSE_DATA"])
     else:
-        root = Path(__file__).resolve().parents[2]
-        path = root / "data" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "mmcourse"
+        root = checkout_root()
+        path = root / "data" if root is not None else Path.home() / ".cache" / "mmcourse"
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -129,8 +132,8 @@ def shown(path: Path) -> str:
     """A path as a learner should see it in an output: relative to the course checkout, or with
     the home folder as ``~`` (committed notebooks must not show one machine's absolute paths)."""
     path = Path(path).resolve()
-    root = Path(__file__).resolve().parents[2]
-    for base, prefix in [(root, ""), (Path.home().resolve(), "~/")]:
+    root = checkout_root()
+    for base, prefix in ([(root, "")] if root else []) + [(Path.home().resolve(), "~/")]:
         try:
             rel = path.relative_to(base)
         except ValueError:
