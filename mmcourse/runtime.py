@@ -63,6 +63,49 @@ def available_devices() -> list[str]:
     return names
 
 
+PRECISIONS = ("fp32", "auto", "bf16", "fp16")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: CUDA from compute capability 8 (A100, L4,
+    RTX 30xx on), not a T4 or V100 (7.x, where torch would emulate it slowly); the CPU does."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    return device.type == "cpu"
+
+
+def choose_precision(device_type: str, bf16_ok: bool, requested: str = "auto") -> tuple[torch.dtype | None, bool]:
+    """The autocast dtype for ``requested`` precision on a device, and whether a GradScaler is needed.
+
+    Args:
+        device_type: ``"cuda"``, ``"mps"`` or ``"cpu"``.
+        bf16_ok: ``bf16_supported(device)``.
+        requested: ``"fp32"`` (no autocast), ``"auto"``, ``"bf16"`` or ``"fp16"``.
+
+    Returns:
+        ``(dtype or None, use_grad_scaler)``. ``"auto"`` picks bfloat16 on a CUDA GPU that has it
+        (float32's exponent range in 16 bits: gradients don't underflow, no scaler), float16 with a
+        GradScaler on one that doesn't, such as Colab's T4 (float16's 5-bit exponent flushes small
+        gradients to 0 unless the loss is scaled up before backward and the gradients unscaled
+        before the step), and float32 on CPU and MPS (CPU autocast ran slower here).
+        ``"bf16"`` on the CPU only when asked for explicitly.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown precision {requested!r}; use one of {PRECISIONS}")
+    if requested == "fp32" or (requested == "auto" and device_type != "cuda"):
+        return None, False
+    if requested == "auto":
+        return (torch.bfloat16, False) if bf16_ok else (torch.float16, True)
+    if requested == "bf16":
+        if device_type not in ("cuda", "cpu") or not bf16_ok:
+            raise ValueError(f"precision 'bf16' is not supported on this {device_type} device; use 'auto' "
+                             "(float16 with a GradScaler on older GPUs such as a T4) or 'fp32'")
+        return torch.bfloat16, False
+    if device_type != "cuda":
+        raise ValueError(f"precision 'fp16' needs a CUDA GPU, not {device_type}; use 'fp32' or 'auto'")
+    return torch.float16, True
+
+
 def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a seeded CPU ``torch.Generator``.
 

@@ -8,6 +8,9 @@ permutation, and a batch is a single indexing op per modality. ``benchmarks/`` m
 Hooks: pass objects with any of ``on_batch_end(state)``, ``on_after_backward(state)``,
 ``on_epoch_end(state)``. Setting ``state.stop = True`` stops after the current batch and still
 returns a usable model. Widgets (``mmcourse.widgets``) attach here; ``fit`` itself draws nothing.
+
+Precision: float32 by default; ``FitConfig(precision="auto")`` trains in mixed precision on a GPU
+(bfloat16, or float16 with loss scaling where bfloat16 is missing): ``runtime.choose_precision``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.runtime import pick_device
+from mmcourse.runtime import PRECISIONS, bf16_supported, choose_precision, pick_device
 
 Inputs = Tensor | dict[str, Tensor]
 
@@ -37,7 +40,9 @@ class FitConfig:
     patience: int | None = None  # early stopping: epochs without a better val accuracy
     restore_best: bool = True  # with val data: end on the best-val epoch's weights, not the last
     device: str | None = None  # None: the best available (cuda > mps > cpu)
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored elsewhere (CPU autocast is slower here)
+    # "fp32" (the default: every number in the notebooks); "auto": bfloat16 autocast on a GPU that
+    # has it, float16 + GradScaler on one that doesn't (Colab's T4), fp32 on CPU/MPS; "bf16"; "fp16"
+    precision: str = "fp32"
     compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
     grad_clip: float | None = None
     seed: int = 0
@@ -91,30 +96,32 @@ def _default_loss(out, y: Tensor) -> Tensor:
     return F.cross_entropy(logits_of(out).float(), y)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    on = enabled and device.type == "cuda"
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=on) if on else torch.autocast("cpu", enabled=False)
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to ``dtype`` (from ``choose_precision``); ``None``: float32 throughout."""
+    return torch.autocast(device.type, dtype=dtype) if dtype else torch.autocast("cpu", enabled=False)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: Inputs, batch_size: int = 512, amp: bool = True) -> Tensor:
+def predict(model: nn.Module, inputs: Inputs, batch_size: int = 512, precision: str = "fp32") -> Tensor:
     """Logits (N, C) in float32 on the CPU, computed in eval mode batch by batch."""
     was_training = model.training
     model.eval()
     first = next(model.parameters(), None)  # an int8-quantized model may have none left
     device = first.device if first is not None else torch.device("cpu")
+    dtype, _ = choose_precision(device.type, bf16_supported(device), precision)
     out = []
     for i in range(0, num_rows(inputs), batch_size):
         idx = torch.arange(i, min(i + batch_size, num_rows(inputs)))
-        with _autocast(device, amp):
+        with _autocast(device, dtype):
             out.append(logits_of(model(to_device(take(inputs, idx), device))).float().cpu())
     model.train(was_training)
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int = 512) -> dict[str, float]:
+def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int = 512,
+             precision: str = "fp32") -> dict[str, float]:
     """Mean cross-entropy and accuracy over a whole split."""
-    logits = predict(model, inputs, batch_size)
+    logits = predict(model, inputs, batch_size, precision)
     labels = labels.cpu()
     return {"loss": F.cross_entropy(logits, labels).item(),
             "acc": (logits.argmax(-1) == labels).float().mean().item()}
@@ -128,6 +135,8 @@ def _check_config(config: FitConfig) -> None:
             raise ValueError(f"FitConfig.{name}={v!r}: needs an integer >= {low} (e.g. {name}=10)")
     if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
         raise ValueError(f"FitConfig.lr={config.lr!r}: needs a finite number > 0, e.g. 1e-3")
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"FitConfig.precision={config.precision!r}: use one of {PRECISIONS} (default 'fp32')")
     if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
         raise ValueError(f"FitConfig.patience={config.patience!r}: use None (no early stopping) or an integer >= 1")
 
@@ -221,6 +230,8 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'adamw' or 'sgd'")
+    amp_dtype, use_scaler = choose_precision(device.type, bf16_supported(device), config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)  # disabled: passes everything through
     history = {k: [] for k in ("train_loss", "val_loss", "val_acc", "seconds", "samples_per_s")}
     state = State(model, opt, config, device, history)
     best_acc, best_state, bad_epochs = -1.0, None, 0
@@ -229,7 +240,7 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         model.train()
         for idx in torch.randperm(n, generator=g).split(config.batch_size):
             idx = idx.to(device)
-            with _autocast(device, config.amp):
+            with _autocast(device, amp_dtype):
                 loss = loss_fn(step_model(take(X, idx)), y[idx])
             if not torch.isfinite(loss.detach()).all():  # diverged: stop before the step ruins the weights
                 diverged = state.stop = True
@@ -239,11 +250,13 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
                     "update; lower the learning rate (e.g. 10x) or set grad_clip.", RuntimeWarning, stacklevel=2)
                 break
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)  # hooks and clipping see the true gradients
             _call(callbacks, "on_after_backward", state)
             if config.grad_clip:
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
+            scaler.step(opt)  # = opt.step(), skipped when float16 gradients overflowed
+            scaler.update()
             state.step += 1
             state.loss, state.batch_size = loss.item(), len(idx)
             total, seen = total + state.loss * len(idx), seen + len(idx)
@@ -257,7 +270,7 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         history["seconds"].append(seconds)
         history["samples_per_s"].append(seen / seconds)
         if val is not None:
-            metrics = evaluate(model, val[0], val[1])
+            metrics = evaluate(model, val[0], val[1], precision=config.precision)
             history["val_loss"].append(metrics["loss"])
             history["val_acc"].append(metrics["acc"])
             if metrics["acc"] > best_acc:

@@ -179,3 +179,43 @@ def test_divergence_warns_once_and_stops_before_ruining_the_weights():
     assert len([w for w in rec if "diverged" in str(w.message)]) == 1
     assert history["diverged"] is True and len(history["train_loss"]) < 30
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_precision_auto_on_cpu_gives_exactly_the_fp32_result():
+    (m32, h32), (mauto, hauto) = trained(precision="fp32"), trained(precision="auto")
+    assert torch.equal(m32.weight, mauto.weight) and torch.equal(m32.bias, mauto.bias)
+    assert h32["train_loss"] == hauto["train_loss"] and h32["val_acc"] == hauto["val_acc"]
+
+
+def test_unknown_precision_names_the_field():
+    X, y = toy()
+    with pytest.raises(ValueError, match="precision='half'"):
+        fit(nn.Linear(4, 2), (X, y), config=FitConfig(device="cpu", precision="half"))
+    with pytest.raises(ValueError, match="'fp16' needs a CUDA GPU"):
+        fit(nn.Linear(4, 2), (X, y), config=FitConfig(device="cpu", precision="fp16"))
+
+
+def test_float16_path_scales_the_loss_and_hooks_see_true_gradients(monkeypatch):
+    """The T4 path (float16 autocast + GradScaler) exercised on the CPU: training still learns,
+    and on_after_backward sees unscaled gradients (GradScaler starts at a scale of 65,536)."""
+    import mmcourse.train as train_module
+
+    class GradNorms:
+        def __init__(self):
+            self.norms = []
+
+        def on_after_backward(self, state):
+            self.norms.append(torch.cat([p.grad.flatten() for p in state.model.parameters()]).norm().item())
+
+    def run():
+        torch.manual_seed(0)
+        model, hook, (X, y) = nn.Linear(4, 2), GradNorms(), toy()
+        history = fit(model, (X, y), None, FitConfig(epochs=3, batch_size=8, lr=0.1, device="cpu"), callbacks=[hook])
+        return history, hook.norms
+
+    h32, n32 = run()
+    monkeypatch.setattr(train_module, "choose_precision", lambda *args: (torch.float16, True))
+    h16, n16 = run()
+    assert h16["train_loss"][-1] < h16["train_loss"][0]
+    torch.testing.assert_close(torch.tensor(n16[:5]), torch.tensor(n32[:5]), rtol=0.02, atol=1e-3)
+    torch.testing.assert_close(torch.tensor(h16["train_loss"]), torch.tensor(h32["train_loss"]), rtol=0.05, atol=0.01)
