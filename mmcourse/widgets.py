@@ -1,6 +1,7 @@
-"""Interactive panels for the notebooks (ipywidgets 8). Callbacks call package code (training
-lives in ``mmcourse.train`` and ``mmcourse.balance``). Every panel can be driven from Python (set ``.value``, call ``.click()``), which is
-how the tests use them without a browser.
+"""Interactive panels for the notebooks (ipywidgets 8, and 7 as on Colab). Callbacks call package
+code (training lives in ``mmcourse.train`` and ``mmcourse.balance``). Every panel can be driven
+from Python (set ``.value``, call ``.click()``), which is how the tests use them without a browser
+(``tests/test_ipywidgets7.py`` does it under ipywidgets 7).
 
 ``FusionWeightsPanel`` (lesson 05): move the image and audio weights of a trained
 ``WeightedSumFusion`` model, corrupt either modality with noise, or drop one, and watch the test
@@ -137,7 +138,10 @@ def lambda_panel(train, test, val=None, n_train: int = 3500, epochs: int = 3, la
             return self._text
 
         def _repr_mimebundle_(self, **kwargs):
-            data = super()._repr_mimebundle_(**kwargs)
+            # ipywidgets 8; 7 (Colab) has no such method and displays through _ipython_display_,
+            # whose text/plain is repr(self) cut at 110 characters
+            parent = getattr(super(), "_repr_mimebundle_", None)
+            data = parent(**kwargs) if parent else {}
             data["text/plain"] = self._text  # not truncated, and the current numbers
             return data
 
