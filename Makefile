@@ -14,7 +14,7 @@ setup: $(STAMP) data
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,book]"
 	@mkdir -p $(LAB_SETTINGS) && cp etc/jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
 	@touch $(STAMP)
 
@@ -72,6 +72,18 @@ browser-test: setup
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the test will skip"
 	@$(PY) -c "import playwright" 2>/dev/null || $(PY) -m pip install --quiet playwright
 	$(PY) -m pytest -q -p no:cacheprovider tests/browser
+
+# The course site: a static HTML book of the committed notebooks in build/book/ (open
+# build/book/index.html). Sphinx + myst-nb render the saved outputs offline and execute nothing;
+# sources in book/. book-check opens it in a real browser (Debian's chromium via playwright) and
+# saves screenshots to build/book-check/, failing if a page reaches outside the site.
+.PHONY: book book-check
+book: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m book.build build/book
+
+book-check: book
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PY) -m book.check build/book build/book-check
 
 # Regenerate the Colab install cell (2nd cell) of every notebook from mmcourse/course.py; it edits
 # that one cell's source in notebooks/*.py and *.ipynb and executes nothing.
