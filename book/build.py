@@ -110,9 +110,9 @@ def course_map(lessons: list[Lesson]) -> str:
 An ordered set of Jupyter notebooks and a small helper package, `mmcourse`: from a single hidden
 layer to fusing images and sounds, aligning modalities in a shared space and fine-tuning a
 pretrained transformer, on real data that ships inside Python packages. Every page below is a
-notebook as committed, with the outputs of its last full run; open it in Colab or download it to
-run it yourself (controls such as sliders are live only in a running notebook). Reference
-solutions to the exercises: [Solutions](solutions.md).
+notebook as committed, with the outputs saved in it: nothing was re-run to build this site. Open
+a lesson in Colab or download it to run it yourself (sliders and buttons are live only in a
+running notebook). Reference solutions to the exercises: [Solutions](solutions.md).
 
 ## The course map
 
