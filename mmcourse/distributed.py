@@ -193,8 +193,15 @@ def run(args) -> dict:
     X = {k: X[k] for k in modalities_of(model)}  # a unimodal model gets its one modality
     val = ({k: val[0][k] for k in X}, val[1])
     initial = copy.deepcopy(model)
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if args.fsdp:  # shard parameters, gradients and optimizer state instead of replicating them
+        from torch.distributed.fsdp import fully_shard
+        for encoder in model.encoders.values():
+            fully_shard(encoder)
+        ddp = fully_shard(model)
+    else:
+        ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(ddp.parameters(), "sgd" if args.check else args.optimizer, args.lr)
+    local = sum((p.to_local() if args.fsdp else p).numel() for p in model.parameters() if p.requires_grad)
     P = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"world {world} | backend {backend} | device {device.type} | {args.method}: {P:,} trainable parameters"
         f" = {gradient_bytes(model):,} gradient bytes per step | global batch {args.batch_size} = {world} x "
@@ -229,12 +236,16 @@ def run(args) -> dict:
               "seconds": time.perf_counter() - t_start,
               "step_ms": statistics.median(step_ms[1:] or step_ms), "history": history}
     report["allreduce_ms"] = time_all_reduce(report["params"], device)
+    report["local_params"] = local
+    final = [p.full_tensor() if args.fsdp else p for p in model.parameters()]  # a collective under FSDP
     if rank != 0:
         return {}
     say(f"median step {report['step_ms']:.2f} ms | all-reduce of the {report['gradient_bytes']:,} gradient "
         f"bytes alone {report['allreduce_ms']:.3f} ms")
+    if args.fsdp:
+        say(f"FSDP: rank 0 holds {local:,} of the {P:,} parameters (and their gradients and optimizer state)")
     if args.check:
-        report.update(_one_process_reference(args, initial, model, X, y, world))
+        report.update(_one_process_reference(args, initial, final, X, y, world))
         bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         say(f"max param diff vs one process, all {args.batch_size} rows in one forward"
             f"{' (BatchNorm then normalises over all of them)' if bn else ''}: {report['full_batch_diff']:.3g}")
@@ -249,7 +260,7 @@ def run(args) -> dict:
     return report
 
 
-def _one_process_reference(args, initial: nn.Module, trained: nn.Module, X, y, world: int) -> dict:
+def _one_process_reference(args, initial: nn.Module, trained: list[Tensor], X, y, world: int) -> dict:
     """Replay the same steps in this one process from the same initial weights; compare weights.
 
     Returns ``max_param_diff`` (global batch as ``world`` micro-batches, DDP's exact equivalent)
@@ -267,7 +278,7 @@ def _one_process_reference(args, initial: nn.Module, trained: nn.Module, X, y, w
                 if step == args.steps:
                     break
             epoch += 1
-        out[key] = max((a - b).abs().max().item() for a, b in zip(trained.parameters(), ref.parameters()))
+        out[key] = max((a - b).abs().max().item() for a, b in zip(trained, ref.parameters()))
     return out
 
 
@@ -289,18 +300,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="train on the first LIMIT pairs only (fast tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check", action="store_true", help="--steps DDP steps, then the same in one process")
+    p.add_argument("--fsdp", action="store_true", help="with --check: fully_shard (FSDP2) instead of DDP")
     p.add_argument("--steps", type=int, default=5, help="steps of --check")
-    p.add_argument("--out", default=None, help="checkpoint path (default checkpoints/ddp-METHOD.pt)")
+    p.add_argument("--out", default=None, help="checkpoint path; a bare name goes to checkpoints/ (default ddp-METHOD.pt)")
     p.add_argument("--report", default=None, help="write rank 0's numbers as JSON here")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait for a peer")
     p.add_argument("--fail-at-step", type=int, default=None, help="test hook: the last rank fails at this step")
     p.add_argument("--fail-mode", choices=["exit", "hang"], default="exit")
     args = p.parse_args(argv)
+    if args.fsdp and not args.check:
+        p.error("--fsdp is a small demo of sharding: use it with --check (no evaluation or checkpoint)")
     if args.lr is None:
         args.lr = 0.05 if (args.check or args.optimizer == "sgd") else 3e-3
-    if args.out is None:
+    if args.out is None or os.sep not in args.out:  # a bare file name goes to the course's checkpoints/
         from mmcourse.checkpoint import checkpoint_dir
-        args.out = str(checkpoint_dir() / f"ddp-{args.method}.pt")
+        args.out = str(checkpoint_dir() / (args.out or f"ddp-{args.method}.pt"))
     return args
 
 
