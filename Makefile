@@ -38,7 +38,7 @@ test: setup
 LATEST := .venv-latest
 test-latest:
 	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
-	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test]"
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade --upgrade-strategy eager -e ".[test,book]"
 	@mkdir -p $(LATEST)/share/jupyter/lab/settings && cp etc/jupyter/overrides.json $(LATEST)/share/jupyter/lab/settings/overrides.json
 	$(LATEST)/bin/python -m mmcourse.data
 	$(LATEST)/bin/python -m pip list --format=freeze --exclude-editable | diff constraints.txt - | grep '^[<>]' || echo "(the newest versions equal constraints.txt)"

@@ -125,14 +125,16 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> torch.Generato
 
 
 def describe(device: torch.device | None = None) -> str:
-    """One line saying how this notebook runs, for the set-up cell (so screenshots tell)."""
+    """One line saying how this notebook runs, for the set-up cell (so screenshots tell) and for
+    bug reports (the issue form asks for it): course version, device, mode, versions, threads."""
+    from mmcourse import __version__
     device = device or pick_device()
     gpu = ""
     if device.type == "cuda":
         gpu = f" ({torch.cuda.get_device_name(device)})"
     mode = "QUICK = CI SMOKE TEST (numbers mean nothing)" if QUICK else "FULL"
     return (
-        f"mmcourse | device: {device}{gpu} | mode: {mode} | torch {torch.__version__} | "
+        f"mmcourse {__version__} | device: {device}{gpu} | mode: {mode} | torch {torch.__version__} | "
         f"python {platform.python_version()} | threads {torch.get_num_threads()}"
     )
 

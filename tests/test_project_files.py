@@ -19,7 +19,7 @@ NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb
 def test_licence_is_the_mit_licence_pyproject_names():
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == {"text": "MIT"}
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"] == "MIT"
 
 
 def test_citation_matches_the_package_version_and_repository():
@@ -55,7 +55,7 @@ def _pins() -> dict[str, str]:
 def test_constraints_pin_every_dependency():
     pins = _pins()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + project["optional-dependencies"]["test"]
+    deps = project["dependencies"] + project["optional-dependencies"]["test"] + project["optional-dependencies"]["book"]
     names = {re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[; ]", d, 1)[0]).lower() for d in deps}
     assert not names - set(pins), f"constraints.txt lacks {sorted(names - set(pins))}: run `make constraints`"
 

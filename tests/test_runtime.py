@@ -77,3 +77,8 @@ def test_bf16_supported_on_cuda_needs_compute_capability_8(monkeypatch):
     for capability, ok in [((7, 5), False), ((7, 0), False), ((8, 0), True), ((8, 9), True), ((9, 0), True)]:
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
         assert runtime.bf16_supported(torch.device("cuda")) is ok, capability  # T4 is 7.5
+
+
+def test_describe_names_the_course_version_for_bug_reports():
+    import mmcourse
+    assert runtime.describe(torch.device("cpu")).startswith(f"mmcourse {mmcourse.__version__} | device: cpu")
