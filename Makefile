@@ -8,7 +8,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Lab/Jupyter settings that turn off the news pop-up live in the venv, not in ~.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test test-latest constraints setup data unit sync execute browser-test clean-venv
+.PHONY: lab test test-latest constraints setup data unit sync execute browser-test clean-venv gpu-check
 
 setup: $(STAMP) data
 
@@ -90,3 +90,9 @@ book-check: book
 .PHONY: colab-cells
 colab-cells: $(STAMP)
 	$(PY) -m mmcourse.course --write
+
+# On an NVIDIA GPU: every notebook (full mode, into a temp dir), fit vs the per-sample loop and GPU
+# vs CPU, a headless LiveTrainer run, torchrun + NCCL, fp32 vs bf16/fp16; report in
+# build/gpu-check.md. Without CUDA it says so and exits 0. GPU_CHECK_ARGS="--quick --budget 600".
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)

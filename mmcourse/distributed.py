@@ -6,7 +6,8 @@ Taught in ``notebooks/12_scaling_out.ipynb``. Run it as
 
 ``torchrun`` starts N processes (*ranks*); each builds the same AV-digits fusion model (same
 seed, same initial weights) and wraps it in ``DistributedDataParallel`` (DDP). The backend is
-chosen by capability: ``nccl`` when CUDA is available (rank r on GPU ``LOCAL_RANK``), else ``gloo``.
+chosen by capability: ``nccl`` when there is a CUDA GPU per local rank (rank r on GPU
+``LOCAL_RANK``), else ``gloo`` on the CPU (also with ``MMCOURSE_DEVICE=cpu``).
 
 Sharding, as ``DistributedSampler`` deals indices: every rank draws the *same* permutation per
 epoch (shared seed), cuts it into global batches of B indices (an incomplete last batch is
@@ -99,7 +100,10 @@ def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
     if "RANK" not in os.environ:  # plain `python -m mmcourse.distributed`: a world of one
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
-    cuda = torch.cuda.is_available()
+    # NCCL needs one GPU per local rank; with fewer GPUs than ranks (or MMCOURSE_DEVICE=cpu) use gloo
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    cuda = (torch.cuda.is_available() and torch.cuda.device_count() >= local_world
+            and os.environ.get("MMCOURSE_DEVICE", "cuda") == "cuda")
     backend = "nccl" if cuda else "gloo"  # nccl only talks GPU to GPU; gloo does CPUs
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
     if cuda:
