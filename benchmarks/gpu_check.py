@@ -282,7 +282,8 @@ def _precision_md(v, args) -> str:
         if "error" in r:
             rows.append(f"| {p} | not run: {r['error']} | | | |")
         else:
-            rows.append(f"| {p} | {r['val']:.3f} ± {r['val_std']:.3f} | {r['test']:.3f} ± {r['test_std']:.3f} | "
+            pm = lambda m, sd: f"{m:.3f}" if sd != sd else f"{m:.3f} ± {sd:.3f}"  # noqa: E731 (no ± for 1 seed)
+            rows.append(f"| {p} | {pm(r['val'], r['val_std'])} | {pm(r['test'], r['test_std'])} | "
                         f"{r['seconds']:.1f} | {r['peak_mib']} |")
     return (f"late fusion, {args.epochs} epochs, {args.seeds} seed(s), each kept at its best-val epoch\n\n"
             "| precision | val acc (mean ± std) | test acc | s per run | peak MiB |\n|---|---|---|---|---|\n"
