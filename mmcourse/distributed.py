@@ -95,11 +95,11 @@ def gradient_bytes(model: nn.Module) -> int:
 def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
     """Join the process group torchrun set up (env RANK, WORLD_SIZE, MASTER_ADDR/PORT...).
 
-    Launched without torchrun it forms a world of one. Returns (rank, world, device, backend).
+    Returns (rank, world, device, backend).
     """
-    if "RANK" not in os.environ:  # plain `python -m mmcourse.distributed`: a world of one
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if "RANK" not in os.environ:
+        raise SystemExit("mmcourse.distributed runs under torchrun, which starts the ranks: "
+                         "torchrun --standalone --nproc-per-node=2 -m mmcourse.distributed")
     # NCCL needs one GPU per local rank; with fewer GPUs than ranks (or MMCOURSE_DEVICE=cpu) use gloo
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     cuda = (torch.cuda.is_available() and torch.cuda.device_count() >= local_world
@@ -113,14 +113,8 @@ def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
     return dist.get_rank(), dist.get_world_size(), device, backend
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_optimizer(params, name: str, lr: float) -> torch.optim.Optimizer:
+    """``"sgd"`` (momentum 0.9, as ``FitConfig``) or ``"adamw"``."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     if name == "adamw":
