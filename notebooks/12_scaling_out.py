@@ -155,7 +155,8 @@ print(f"val accuracy of the weights rank 0 saved: {acc:.3f} (rank 0 printed {two
 # - **Round-off.** Float addition is not associative: adding partial sums over ranks is not
 #   always bit-for-bit adding the rows in one process. With 2 ranks the replay adds the same two
 #   shard gradients and halving is exact, so the difference may be exactly 0; with 3 ranks
-#   dividing by 3 rounds, and it is about $10^{-8}$. Either way far below anything that matters.
+#   dividing by 3 rounds, and differences of a few units in the last place (float32: about
+#   $10^{-7}$ of a weight) can appear (exercise 3). Either way far below anything that matters.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
