@@ -106,3 +106,10 @@ def test_training_saves_a_weights_only_checkpoint_from_rank_0(tmp_path):
     import json
     r = json.loads(report.read_text())
     assert r["world"] == 2 and r["gradient_bytes"] == 4 * r["params"] and r["allreduce_ms"] > 0
+
+
+def test_without_torchrun_it_says_how_to_launch():
+    env = {k: v for k, v in ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    out = subprocess.run([sys.executable, "-m", "mmcourse.distributed", "--check"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode != 0 and "torchrun --standalone --nproc-per-node=2" in out.stderr
