@@ -22,9 +22,10 @@
 #
 # **Prerequisites:** 01–02 (training loop, cross-entropy), 03 (the image and audio encoders).
 #
-# **Run time (measured on the course's 2-core CPU, one torch thread):** full mode about 10 minutes
-# idle and 22 minutes busy before the serial and hybrid models were added; quick mode (the CI smoke
-# test, `MMCOURSE_QUICK=1`) 32 s of cell time with them, on a shared machine. Training drives it: 75 small
+# **Run time (measured on the course's 2-core CPU, one torch thread):** full mode 12 minutes with
+# the machine otherwise nearly idle (the earlier version without serial and hybrid took 22 minutes
+# while other jobs kept both cores busy); quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) 27–32 s
+# of cell time (110 s for the earlier version on a busy machine). Training drives it: 75 small
 # models (12 models × 5 seeds on the hard data in §1–2 — 2 single-modality, 8 parallel, 1 serial,
 # 1 hybrid — and 3 × 5 on the clean data in §6), 2–15 s each.
 
