@@ -1,12 +1,13 @@
 # %% [markdown]
-# # 08 · Fine-tuning a real transformer: probe, full, LoRA (by hand and with `peft`)
+# # 08 · Fine-tuning a real transformer: probe, full, LoRA (by hand and with `peft`), adapters
 #
 # A pretrained encoder is a starting point; a task needs it adapted. On real Rotten-Tomatoes
-# review snippets (fresh or rotten?) you will compare five ways to use the pretrained
+# review snippets (fresh or rotten?) you will compare six ways to use the pretrained
 # all-MiniLM-L6-v2 (a 6-layer BERT, 22.7M parameters): no training at all (zero-shot by prompt
-# similarity), a linear probe on frozen features, full fine-tuning, LoRA written by hand, and
-# LoRA from the `peft` library, all with early stopping on a validation split, in one table of
-# accuracy, trainable parameters and time. Then the same question for our multimodal model:
+# similarity), a linear probe on frozen features, full fine-tuning, LoRA written by hand, LoRA
+# from the `peft` library, and bottleneck adapters (Houlsby et al. 2019) written by hand, all
+# with early stopping on a validation split, in one table of accuracy, trainable parameters and
+# time. Then the same question for our multimodal model:
 # does starting the fused image+audio classifier from pretrained (aligned) encoders help when
 # labels are few? Every conclusion below is computed from this run's numbers, with the test-set
 # noise beside it.
@@ -15,17 +16,20 @@
 # - classify zero-shot with prompt embeddings, and train a linear probe on cached features;
 # - fine-tune a transformer with the course's plain training loop and early stopping;
 # - derive LoRA, $W + \tfrac{\alpha}{r}BA$, implement it, check it equals `peft`'s, merge it;
+# - derive adapters, $h + W_{up}f(W_{down}h)$ with $W_{up} = 0$ at the start, place them in
+#   each transformer layer and count what they train;
 # - read a results table honestly (accuracy vs trainable parameters vs CPU time, and which
 #   differences are larger than the test set's own noise).
 #
 # **Prerequisites:** 00 (MiniLM embeddings), 02 (cross-entropy, the loop), 07 (aligned encoders).
 #
 # **Run time** (measured on the course's 2-core CPU): quick mode (a CI smoke test) 0.5–1.5 minutes;
-# full mode about 2 minutes on an idle machine with 2 threads and up to 12 minutes with 1 thread on
-# a busy one. Nearly all of it is the three transformer fine-tunings (3 epochs over 600 snippets
-# each): fine-tuning a transformer on a CPU is slow, and that is a finding. The first run also
-# embeds the snippets with MiniLM (30 s) and, without lesson 07's cached CLIP towers, trains
-# them (about 2 minutes).
+# full mode 4.8 minutes for the run shown (2 threads, on a machine shared with other jobs),
+# of which 3.4 minutes are the four transformer fine-tunings (3 epochs over 600 snippets each,
+# 40–56 s apiece) and 25 s training lesson 07's CLIP towers, which were not cached. Before
+# adapters joined, the same notebook took about 2 minutes on an idle machine and up to 12 with
+# 1 thread on a busy one. Fine-tuning a transformer on a CPU is slow, and that is a finding. The
+# first run also embeds the snippets with MiniLM (30 s).
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -54,6 +58,7 @@ from torch import nn
 
 import mmcourse
 from mmcourse import check, quick, say, title
+from mmcourse.adapters import Adapter, adapter_parameter_count, adapters_of, add_adapters
 from mmcourse.align import aligned_av_encoders, build_av_aligner
 from mmcourse.checkpoint import checkpoint_dir, fingerprint, load, save
 from mmcourse.data.text import MINILM_SHA256
@@ -73,9 +78,10 @@ N_TRAIN, N_VAL, N_TEST = quick(600, 32), quick(200, 32), quick(500, 32)  # revie
 MAX_LEN = quick(40, 24)  # tokens; 90 % of snippets have ≤ 30 words
 EPOCHS = quick(3, 1)  # fine-tuning epochs (early stopping: patience 1)
 R, ALPHA, TARGETS = 8, 16, ["query", "value"]  # LoRA settings, the same for ours and peft's
+BOTTLENECK = 8  # adapter units m: two adapters per layer then train about LoRA's budget at r = 8
 LABELS_PER_CLASS = quick([5, 20], [5])  # few-label AV fine-tuning
 AV_SEEDS = quick([0, 1, 2, 3, 4], [0, 1])  # the few-label comparison is cheap: repeat it over seeds
-results, correct, models = {}, {}, {}  # keyed by method: re-running a cell replaces its own row
+results, correct, models, epochs_run = {}, {}, {}, {}  # keyed by method: re-running a cell replaces its own row
 print(f"reviews: {N_TRAIN} train / {N_VAL} val / {N_TEST} test, ≤ {MAX_LEN} tokens, ≤ {EPOCHS} epochs")
 
 # %% [markdown]
@@ -230,20 +236,105 @@ print("max |ours - MiniLM| at init:", round((ours_out - base_out).abs().max().it
 print("max |peft - MiniLM| at init:", round((peft_out - base_out).abs().max().item(), 6))
 
 # %% [markdown]
-# ## 4. Fine-tuning, three ways, same loop
+# ## 4. Adapters, derived
+#
+# LoRA changes *weights*. Adapters (Houlsby et al. 2019) add small *modules* instead: a
+# bottleneck of $m \ll d$ units with a skip connection, applied to a sublayer's output
+# $h \in \mathbb{R}^d$ (one token's hidden state),
+#
+# $$\mathrm{Adapter}(h) = h + W_{up}\, f(W_{down} h + b_{down}) + b_{up},\qquad
+#   W_{down} \in \mathbb{R}^{m\times d},\; W_{up} \in \mathbb{R}^{d\times m},$$
+#
+# with a nonlinearity $f$ (GELU here). **Where they sit:** two per transformer layer, one after
+# the attention block's output projection and one after the feed-forward block's, each before
+# the block's residual connection and LayerNorm:
+# $\mathrm{LayerNorm}\big(x + \mathrm{Adapter}(\mathrm{Dropout}(\mathrm{Dense}(\cdot)))\big)$.
+# Everything pretrained stays frozen; the adapters and the task head train.
+#
+# **Identity at init.** $W_{up}$ and $b_{up}$ start at zero, so $\mathrm{Adapter}(h) = h$ exactly
+# and the adapted MiniLM computes what MiniLM computes, the same trick as LoRA's $B = 0$.
+# **One step of delay.** With $g = \partial L/\partial\,\mathrm{Adapter}(h)$ and
+# $z = W_{down}h + b_{down}$: $\partial L/\partial W_{up} = g\, f(z)^\top \neq 0$, but
+# $\partial L/\partial W_{down} = \big((W_{up}^\top g) \odot f'(z)\big) h^\top = 0$ while
+# $W_{up} = 0$: the down-projection starts learning only after the first step has moved $W_{up}$.
+#
+# **Parameter count.** One adapter holds $dm + m$ (down) $+\, md + d$ (up) $= 2dm + d + m$
+# numbers; two per layer in $L$ layers make $2L(2dm + d + m)$. Unlike LoRA, an adapter cannot be
+# merged into the frozen weights afterwards ($f$ sits between its two matrices), so it adds a
+# little compute at inference.
+
+# %%
+print(inspect.getsource(Adapter.forward))
+
+
+def adapter_backbone():
+    """A fresh copy of MiniLM with our adapters in every layer (the cached MiniLM is never touched)."""
+    backbone = copy.deepcopy(minilm)
+    add_adapters(backbone, BOTTLENECK)  # freezes the copy; raises if it already had adapters
+    return backbone
+
+
+torch.manual_seed(0)
+adapted = adapter_backbone()
+n_layers, d_model = minilm.config.num_hidden_layers, minilm.config.hidden_size
+with torch.no_grad():
+    adapted_out = adapted.eval()(**probe_batch).last_hidden_state
+print("layer 0 of the adapted MiniLM:", [n for n, m in adapted.encoder.layer[0].named_modules()
+                                          if isinstance(m, Adapter)])
+
+# %% [markdown]
+# The checks: the count is the formula's, the adapted MiniLM is MiniLM at init, and one backward
+# pass through a classifier on it gives the down-projections an exactly zero gradient while the
+# up-projections get one. `tests/test_adapters.py` also checks ours against the `adapters`
+# library (AdapterHub, whose Houlsby configuration is `DoubleSeqBnConfig`; it needs
+# transformers 4.x, so the test runs it in a separate process): the same trainable count, both
+# exactly MiniLM at init, and the same outputs once both carry the same random adapters.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"trainable parameters: {count_parameters(adapted):,} | formula 2L(2dm + d + m) with "
+      f"L={n_layers}, d={d_model}, m={BOTTLENECK}: {2 * n_layers * adapter_parameter_count(d_model, BOTTLENECK):,}"
+      f" | LoRA (ours): {count_parameters(ours_backbone):,}")
+print("max |adapted - MiniLM| at init:", round((adapted_out - base_out).abs().max().item(), 6))
+torch.manual_seed(0)
+clf = SentenceClassifier(TextEncoder(adapter_backbone(), tokenizer, freeze=False), n_classes=2).train()
+nn.functional.cross_entropy(clf(probe_batch), labels["val"][:8]).backward()
+step0 = adapters_of(clf)
+print("step 0: every down-projection's gradient is exactly 0:",
+      all(torch.count_nonzero(a.down.weight.grad).item() == 0 for a in step0),
+      "| every up-projection's is non-zero:", all(a.up.weight.grad.abs().sum().item() > 0 for a in step0))
+
+# %% [markdown]
+# ### Exercise 3: an adapter budget
+# Return the number of trainable parameters that Houlsby adapters with bottleneck `m` add to a
+# model with `n_layers` transformer layers of width `d` (for instance BERT-base: `d=768`,
+# `n_layers=12`).
+
+# %%
+def my_adapter_params(d, m, n_layers):
+    # YOUR CODE
+    raise NotImplementedError
+
+
+check.adapter_params(my_adapter_params)
+
+# %% [markdown]
+# ## 5. Fine-tuning, four ways, same loop
 #
 # `SentenceClassifier` = text encoder (mean pooling) → dropout → linear head; it takes the
 # tokenised batch as a dict, so `mmcourse.train.fit` trains it like every other model in the
 # course, with early stopping. Only *which parameters train* differs: all of them (full
-# fine-tuning, small learning rate as for BERT), or the LoRA matrices plus the head (a larger
-# learning rate: the update starts at zero). Each run builds its backbone afresh from the cached
-# MiniLM with the same seed, so re-running the cell repeats the run instead of training on.
+# fine-tuning, small learning rate as for BERT), or the LoRA matrices or the adapters plus the
+# head (both with the same larger learning rate: both updates start at zero). Same data, epochs,
+# batch size, weight decay and early stopping for all four. Each run builds its backbone afresh
+# from the cached MiniLM with the same seed, so re-running the cell repeats the run instead of
+# training on.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 def finetune(name, make_backbone, lr):
-    torch.manual_seed(0)  # the same LoRA A draw on every run of this cell
-    backbone = make_backbone()  # a fresh copy of MiniLM (plus LoRA): never a trained one
+    torch.manual_seed(0)  # the same LoRA A / adapter W_down draw on every run of this cell
+    backbone = make_backbone()  # a fresh copy of MiniLM (plus LoRA or adapters): never a trained one
     torch.manual_seed(0)  # the same head initialisation for every method
     model = SentenceClassifier(TextEncoder(backbone, tokenizer, freeze=False), n_classes=2)
     t0 = time.perf_counter()
@@ -253,7 +344,7 @@ def finetune(name, make_backbone, lr):
     correct[name] = predict(model, tokens["test"]).argmax(1) == labels["test"]
     results[name] = {"test_acc": correct[name].float().mean().item(),
                      "trainable_params": count_parameters(model), "train_seconds": seconds}
-    models[name] = model
+    models[name], epochs_run[name] = model, len(h["val_acc"])
     print(f"{name}: val acc per epoch {np.round(h['val_acc'], 3).tolist()}, kept epoch "
           f"{h['best_epoch'] + 1}, test {results[name]['test_acc']:.3f}, {seconds:.0f} s")
 
@@ -261,6 +352,7 @@ def finetune(name, make_backbone, lr):
 finetune("full fine-tuning", lambda: copy.deepcopy(minilm).requires_grad_(True), lr=5e-5)
 finetune("LoRA (ours)", ours_lora, lr=1e-3)
 finetune("LoRA (peft)", peft_lora, lr=1e-3)
+finetune("adapters (ours)", adapter_backbone, lr=1e-3)
 
 # %% [markdown]
 # Merging our LoRA into MiniLM's weights should change nothing the model computes. We merge a
@@ -272,6 +364,45 @@ merged = merge_lora(copy.deepcopy(models["LoRA (ours)"]))
 before, after = predict(models["LoRA (ours)"], tokens["test"]), predict(merged, tokens["test"])
 print("merged model == unmerged model:", torch.allclose(before, after, atol=1e-4))
 print("LoRA layers merged:", all(m.merged for m in merged.modules() if isinstance(m, LoRALinear)))
+
+# %% [markdown]
+# Adapters cannot be merged, but we can look at what they do. Each adds
+# $\Delta h = W_{up} f(W_{down} h + b_{down}) + b_{up}$ to its input, which was exactly 0 at the
+# start; the ratio $\lVert \Delta h\rVert / \lVert h\rVert$ over the test snippets' real tokens
+# (padding left out) says how far training moved each layer away from the pretrained computation.
+
+# %%
+def adapter_change(model, batch):
+    """‖Δh‖ / ‖h‖ of every adapter of ``model`` on ``batch``'s real tokens: a list, in layer order."""
+    mask = batch["attention_mask"].bool()  # (N, L)
+    ratios = []
+
+    def record(module, inputs, out):  # inputs[0], out: (N, L, d)
+        h = inputs[0][mask]  # (tokens, d)
+        ratios.append(((out[mask] - h).norm() / h.norm()).item())
+
+    hooks = [a.register_forward_hook(record) for a in adapters_of(model)]
+    try:
+        with torch.no_grad():
+            model.eval()(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ratios
+
+
+change = np.array(adapter_change(models["adapters (ours)"], tokens["test"])).reshape(n_layers, 2)  # (L, 2)
+top_layer, top_block = np.unravel_index(change.argmax(), change.shape)
+blocks = ["after attention", "after feed-forward"]
+fig, ax = plt.subplots(figsize=(7, 3))
+for j, name in enumerate(blocks):
+    ax.bar(np.arange(n_layers) + (j - 0.5) * 0.38, change[:, j] * 100, width=0.38, label=name)
+ax.set(xlabel="MiniLM layer", ylabel="‖Δh‖ / ‖h‖ (%)", xticks=range(n_layers))
+ax.legend(fontsize=8)
+ax.set_title(title(f"The trained adapters change the hidden states by {change.min():.1%} to {change.max():.1%};\n"
+                   f"most in layer {top_layer} {blocks[top_block]} (0% at init)"), fontsize=10)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # **Reading the table honestly.** All methods are scored on the same test snippets, so
@@ -292,7 +423,7 @@ acc_ci = {m: paired_bootstrap(correct[m], torch.zeros_like(correct[m])) for m in
 maj_correct = labels["test"] == int(labels["train"].float().mean().item() >= 0.5)  # always say train's majority
 majority = maj_correct.float().mean().item()
 names = list(table.index)[::-1]  # first method on top
-fig, ax = plt.subplots(figsize=(7.5, 3.6))
+fig, ax = plt.subplots(figsize=(7.5, 4.0))
 ax.barh(range(len(names)), [acc_ci[m][0] for m in names],
         xerr=[[acc_ci[m][0] - acc_ci[m][1] for m in names], [acc_ci[m][2] - acc_ci[m][0] for m in names]],
         color=["tab:orange" if m == best else "tab:blue" for m in names], capsize=3)
@@ -310,7 +441,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## 5. The multimodal model: pretrained encoders vs from scratch, with few labels
+# ## 6. The multimodal model: pretrained encoders vs from scratch, with few labels
 #
 # Back to AV-digits (clean). A fused classifier (concat fusion on the image and audio towers)
 # trained with only $k$ labelled pairs per digit, starting either from random towers or from
@@ -368,6 +499,11 @@ t, n_params, secs = table.test_acc, table.trainable_params, table.train_seconds
 zs_vs_maj = paired_bootstrap(correct["zero-shot (prompts)"], maj_correct)
 lora_gap = paired_bootstrap(correct["LoRA (ours)"], correct["full fine-tuning"])
 ours_peft = paired_bootstrap(correct["LoRA (ours)"], correct["LoRA (peft)"])
+AD, LO = "adapters (ours)", "LoRA (ours)"
+ad_lora = paired_bootstrap(correct[AD], correct[LO])
+ad_full = paired_bootstrap(correct[AD], correct["full fine-tuning"])
+ad_tie = ad_lora[1] <= 0 <= ad_lora[2]
+per_epoch = {m: secs[m] / epochs_run[m] for m in (AD, LO, "full fine-tuning")}  # early stopping may end runs early
 
 
 def versus(gap, other):
@@ -417,6 +553,13 @@ say(f"""
   Our LoRA is {versus(lora_gap, "full fine-tuning")}, and {versus(ours_peft, "peft's")}. Ours and peft's
   are the same construction (same parameter count, same output at init, checked above); they
   differ only in the random A matrices each drew.
+- **Adapters** ({2 * n_layers} of them, bottleneck {BOTTLENECK}) train {n_params[AD]:,} parameters
+  (with the head), {n_params[AD] / n_params[LO]:.2f}× our LoRA's, for {t[AD]:.0%}. They are
+  {versus(ad_lora, "our LoRA")}: {"a tie on this test set, which cannot tell the two methods apart"
+  if ad_tie else ("adapters" if ad_lora[0] > 0 else "LoRA") + " is ahead beyond test noise in this one training seed"},
+  and they are {versus(ad_full, "full fine-tuning")}. Time per epoch: {per_epoch[AD]:.1f} s for adapters,
+  {per_epoch[LO]:.1f} s for LoRA, {per_epoch['full fine-tuning']:.1f} s for full fine-tuning (one timing each
+  on a shared CPU).
 - **Ranking.** The best here is {best} ({t[best]:.0%}); {", ".join(within) + (" is" if len(within) == 1 else " are")
   if within else "no other method is"} within test noise of it. This is **one training seed** on
   {N_TRAIN} snippets, ≤ {MAX_LEN} tokens and ≤ {EPOCHS} epochs: another seed or subset can reorder
