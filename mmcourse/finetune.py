@@ -9,6 +9,8 @@ trains it like any other model. Which parameters train decides the method:
 - linear probe: encoder frozen (``TextEncoder(freeze=True)``), only the head trains;
 - full fine-tuning: everything trains;
 - LoRA: the encoder's weights are frozen and low-rank updates train (``mmcourse.lora``).
+- adapters: the encoder is frozen and small bottleneck modules inserted in each layer train
+  (``mmcourse.adapters``).
 
 Zero-shot classification needs no training at all: score each text by its cosine similarity with
 one prompt embedding per class (``zero_shot_predict``). Comparing methods on one test set needs
