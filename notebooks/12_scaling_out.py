@@ -20,9 +20,11 @@
 #
 # **Prerequisites:** 01 (a training step), 05 (the fusion model, `fit`'s batching by index).
 #
-# **Run time (measured on the course's 2-core CPU while other jobs shared it):** full mode about
-# RUNTIME_FULL; quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) RUNTIME_QUICK. Starting
-# processes dominates: each `torchrun` launch imports torch and loads the data once per process.
+# **Run time (measured on the course's 2-core CPU while other jobs shared it):** full mode 43–46 s
+# of cell time (two runs); quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) 46 s a run in the
+# re-run test, 68–84 s while other jobs kept both cores busy. Quick mode saves little: starting
+# processes dominates (each of the three `torchrun` launches imports torch and loads the data once
+# per process, 13–20 s each), not training.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -243,6 +245,15 @@ plt.show()
 # measure overheads, not the gain a cluster gives; the next cell states what they show.
 
 # %%
+ideal = one_core_ms / 2  # perfect data parallelism: each of 2 ranks does half a one-core step
+gap = two["step_ms"] - ideal
+if gap > 0:
+    gap_text = (f"Perfect scaling would take {ideal:.1f} ms (half a one-core step); the two-process step takes "
+                f"{gap:.1f} ms more, of which the all-reduce timed alone accounts for {two['allreduce_ms']:.1f} ms "
+                f"({two['allreduce_ms'] / gap:.0%}). The rest is overhead this run does not separate: DDP's "
+                "gradient hooks, a rank waiting for the slower one, other jobs on the shared cores.")
+else:
+    gap_text = f"That is at or below half a one-core step ({ideal:.1f} ms): perfect scaling here."
 say(f"""
 - **Same update.** Two ranks and one process give weights {max_diff:.2g} apart after {STEPS} SGD steps (the
   shards replayed as micro-batches); one forward over all {BATCH} rows differs by {checked['full_batch_diff']:.2g},
@@ -251,8 +262,8 @@ say(f"""
   {CORES} threads and {two['step_ms']:.1f} ms in two processes with one thread each: {scaling:.2f}x one core's speed
   (2 would be perfect) and {speedup:.2f}x the threaded process's, so two processes are **{verdict} {'as' if verdict == 'about as fast' else 'than'}** the
   threaded process on this {CORES}-core machine. The gradient is {two['gradient_bytes'] / 1024:.0f} KiB; all-reducing it
-  alone takes {two['allreduce_ms']:.2f} ms, {comm_share:.0%} of a two-process step, so
-  {'communication is a small part of the step: the difference comes from how the cores are used (two processes vs two threads of one)' if comm_share < 0.2 else 'communication is a large part of the step: with a model this small, latency eats the gain'}.
+  alone takes {two['allreduce_ms']:.2f} ms, {comm_share:.0%} of a two-process step.
+  {gap_text}
 """)
 
 # %% [markdown]
