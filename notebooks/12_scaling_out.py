@@ -20,8 +20,8 @@
 #
 # **Prerequisites:** 01 (a training step), 05 (the fusion model, `fit`'s batching by index).
 #
-# **Run time (measured on the course's 2-core CPU while other jobs shared it):** full mode 43–46 s
-# of cell time (two runs); quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) 46 s a run in the
+# **Run time (measured on the course's 2-core CPU while other jobs shared it):** full mode 43–49 s
+# of cell time (three runs); quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) 46 s a run in the
 # re-run test, 68–84 s while other jobs kept both cores busy. Quick mode saves little: starting
 # processes dominates (each of the three `torchrun` launches imports torch and loads the data once
 # per process, 13–20 s each), not training.
@@ -219,16 +219,17 @@ print(f"all-reduce of the gradient ({two['gradient_bytes']:,} bytes = {two['para
       f"{two['allreduce_ms']:.2f} ms = {comm_share:.0%} of a 2-process step")
 
 # %%
-fig, ax = plt.subplots(figsize=(6.5, 2.6))
+fig, ax = plt.subplots(figsize=(6.5, 3.0))
 names = ["1 process, 1 thread", f"1 process, {CORES} threads", "2 processes, 1 thread each"]
 ax.barh(names, [one_core_ms, one_ms, two["step_ms"] - two["allreduce_ms"]], color="tab:blue",
-        label="compute (forward, backward, optimizer)")
+        label="the step without the all-reduce (forward, backward, optimizer, overheads)")
 ax.barh(names[2:], [two["allreduce_ms"]], left=[two["step_ms"] - two["allreduce_ms"]], color="tab:red",
         label="all-reduce of the gradient (timed alone)")
 ax.set_xlabel("milliseconds per global batch (median step)")
 verdict = "faster" if speedup > 1.1 else ("slower" if speedup < 1 / 1.1 else "about as fast")
-ax.set_title(title(f"2 processes are {verdict} ({speedup:.2f}x); the all-reduce is {comm_share:.0%} of a step"), fontsize=9)
-ax.legend(fontsize=7, loc="lower right")
+ax.set_title(title(f"2 processes: {speedup:.2f}x the speed of 1 process with {CORES} threads ({verdict}); "
+                   f"the all-reduce is {comm_share:.0%} of their step"), fontsize=9)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=1, frameon=False)
 fig.tight_layout()
 plt.show()
 
