@@ -234,8 +234,9 @@ def accuracy_curves(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor,
         for subset in subsets:
             name = "+".join(sorted([subset] if isinstance(subset, str) else subset))
             for eps in eps_grid:
+                _check(model, inputs, labels, eps, subset)  # ε = 0 must be valid input too
                 hits = (robust_correct(model, inputs, labels, eps, subset, method, spaces, **options)
-                        if eps > 0 else _check(model, inputs, labels, eps, subset) and clean)
+                        if eps > 0 else clean)
                 rows.append({"method": method, "attacked": name, "eps": float(eps),
                              "acc": hits.float().mean().item(), "hits": hits})
     return pd.DataFrame(rows)
