@@ -80,7 +80,10 @@ def launch(nproc, *args, threads=1, show=True):
         report = os.path.join(tmp, "report.json")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "mmcourse.distributed", *args, "--report", report]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        # The ranks run on the CPU, like the one-process timings below, so every comparison is like
+        # for like; on a machine with a GPU per rank the same command (in a terminal) uses NCCL.
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "MMCOURSE_DEVICE": "cpu"}
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - t0
