@@ -266,3 +266,24 @@ def test_degenerate_settings_and_inputs_name_the_fix():
     feats = {k: torch.randn(2, d, dtype=torch.float64) for k, d in DIMS.items()}
     with pytest.raises(TypeError, match=r"float64.*\.float\(\)"):
         fusion(feats)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS) + ["serial", "hybrid", "audio_only"])
+def test_every_av_model_trains_under_bf16_autocast(method):
+    """FitConfig(precision="bf16") on CPU: autocast hands bf16 features to float32 fusion weights,
+    which the dtype check must accept (it refuses mixed dtypes only outside autocast)."""
+    from mmcourse.fusion.zoo import build_av_model
+    from mmcourse.train import FitConfig, fit
+    g = torch.Generator().manual_seed(0)
+    inputs = {"audio": torch.randn(32, 20, 13, generator=g), "image": torch.rand(32, 1, 28, 28, generator=g)}
+    labels = torch.arange(32) % 10
+    torch.manual_seed(0)
+    model = build_av_model(method)
+    inputs = {k: v for k, v in inputs.items() if k in model.encoders}
+    history = fit(model, (inputs, labels), config=FitConfig(epochs=1, batch_size=16, precision="bf16"))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(torch.tensor(history["train_loss"])).all()
+    fusion = getattr(model, "fusion", None)
+    if hasattr(fusion, "dims"):  # outside autocast mixed dtypes are still refused
+        with pytest.raises(TypeError, match="convert one of them"):
+            fusion({k: torch.zeros(2, d, dtype=torch.float64) for k, d in fusion.dims.items()})

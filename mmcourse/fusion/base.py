@@ -14,6 +14,15 @@ from torch import Tensor, nn
 MASKING_METHODS = "WeightedSumFusion, LateFusion or CrossAttentionFusion"
 
 
+
+def _autocast_on(device_type: str) -> bool:
+    """Whether autocast is active for ``device_type``: then bf16/fp16 features meeting float32
+    weights are expected (``fit(..., FitConfig(precision="bf16"))``) and autocast casts them."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no argument and has a separate CPU flag
+        return torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+
 class Fusion(nn.Module):
     """Base class: stores ``dims`` in sorted order and validates inputs.
 
@@ -67,7 +76,7 @@ class Fusion(nn.Module):
             if x.dim() != 2 or x.shape[1] != self.dims[k]:
                 raise ValueError(f"{k!r} features must be (B, {self.dims[k]}), got {tuple(x.shape)}")
             param = next(self.parameters(), None)
-            if param is not None and x.dtype != param.dtype:
+            if param is not None and x.dtype != param.dtype and not _autocast_on(x.device.type):
                 raise TypeError(f"{k!r} features are {x.dtype} but this {type(self).__name__}'s weights are "
                                 f"{param.dtype}: convert one of them, e.g. feats[{k!r}].float() or fusion.double()")
             if not torch.isfinite(x).all():
