@@ -38,6 +38,7 @@ LESSON_EXTRAS = {
     "00": (MLXTEND, MINILM), "01": (MLXTEND,), "02": (MLXTEND,), "03": (MLXTEND,),
     "04": (MLXTEND, MINILM), "05": (MLXTEND,), "06": (MLXTEND,), "07": (MLXTEND, MINILM),
     "08": (MLXTEND, MINILM, PEFT), "09": (MLXTEND,), "10": (MLXTEND,), "11": (MLXTEND, MINILM),
+    "12": (MLXTEND,),
 }
 COMMAND = "python -m mmcourse.course --write"  # regenerates every notebook's install cell
 _MARK = '"google.colab" in sys.modules'         # how the install cell is recognised

