@@ -26,7 +26,9 @@ lab: setup
 
 # Unit tests and every notebook (nbval, quick mode), two workers, one file per worker. One torch
 # thread per worker: two workers with two threads each on two cores ran several times slower.
-# A cell that runs 600 s fails instead of hanging (ipykernel 7 was seen to stall a kernel twice).
+# A cell that runs 600 s fails instead of hanging. ipykernel is held below 7 (pyproject.toml): 7.x
+# stalled a kernel for 10 min in three runs here. The re-run test is split over two files so both
+# workers share it (tests/test_rerun.py).
 TEST_ENV  := MMCOURSE_QUICK=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 TEST_ARGS := -n 2 --dist loadfile --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q -p no:cacheprovider --durations=15 tests notebooks
 test: setup
