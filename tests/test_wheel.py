@@ -53,8 +53,9 @@ def test_wheel_metadata_version_is_the_package_version(dist):
     assert meta["Name"] == "mmcourse" and meta["Version"] == mmcourse.__version__
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in pyproject["project"], "the version is written once: mmcourse.__version__"
-    required = {r.split(";")[0].replace(" ", "") for r in meta.get_all("Requires-Dist")}
-    assert set(pyproject["project"]["dependencies"]) <= required
+    from packaging.requirements import Requirement  # compares "a>=1,<2" and "a<2,>=1" as equal
+    required = {str(Requirement(r.split(";")[0])) for r in meta.get_all("Requires-Dist")}
+    assert {str(Requirement(d)) for d in pyproject["project"]["dependencies"]} <= required
 
 
 def test_sdist_has_the_sources_but_no_data_notebooks_or_builds(dist):
