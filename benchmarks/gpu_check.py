@@ -136,13 +136,13 @@ def step_live(args, train, val) -> dict:
 
 def step_torchrun(args) -> dict:
     """torchrun with one process per GPU (NCCL); on the CPU dry run 2 processes with gloo."""
+    from mmcourse.distributed import torchrun_command
     n = torch.cuda.device_count() if args.device == "cuda" else 2
     batch = max(n, 128 // n * n)  # divisible by the number of ranks
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-               "-m", "mmcourse.distributed", "--check", "--steps", "5", "--batch-size", str(batch),
-               "--report", report] + (["--limit", str(args.limit)] if args.limit else [])
+        cmd = torchrun_command(n, "--check", "--steps", 5, "--batch-size", batch, "--report", report,
+                               *(["--limit", args.limit] if args.limit else []))
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.step_timeout, cwd=ROOT)

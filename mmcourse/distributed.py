@@ -92,6 +92,14 @@ def gradient_bytes(model: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
+def torchrun_command(nproc: int, *args) -> list[str]:
+    """argv of ``torchrun --standalone --nproc-per-node=nproc -m mmcourse.distributed *args``, run
+    as ``python -m torch.distributed.run`` with this interpreter, so no ``torchrun`` on PATH is
+    needed (a notebook kernel, a venv that is not activated)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "mmcourse.distributed", *map(str, args)]
+
+
 def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
     """Join the process group torchrun set up (env RANK, WORLD_SIZE, MASTER_ADDR/PORT...).
 

@@ -53,7 +53,7 @@ import mmcourse
 from mmcourse import check, claim, quick, say, title
 from mmcourse.checkpoint import checkpoint_dir
 from mmcourse.data import load_av_digits
-from mmcourse.distributed import global_batches, make_optimizer, shard, step_on_shards
+from mmcourse.distributed import global_batches, make_optimizer, shard, step_on_shards, torchrun_command
 from mmcourse.fusion.zoo import build_av_model
 from mmcourse.train import evaluate, take
 
@@ -78,8 +78,7 @@ def launch(nproc, *args, threads=1, show=True):
     print("$ torchrun --standalone --nproc-per-node=%d -m mmcourse.distributed %s" % (nproc, " ".join(args)))
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "mmcourse.distributed", *args, "--report", report]
+        cmd = torchrun_command(nproc, *args, "--report", report)
         # The ranks run on the CPU, like the one-process timings below, so every comparison is like
         # for like; on a machine with a GPU per rank the same command (in a terminal) uses NCCL.
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),

@@ -12,15 +12,14 @@ import time
 import pytest
 import torch
 
-from mmcourse.distributed import global_batches, gradient_bytes, shard, step_on_shards
+from mmcourse.distributed import global_batches, gradient_bytes, shard, step_on_shards, torchrun_command
 from mmcourse.fusion.zoo import build_av_model
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def torchrun(*args, nproc=2, timeout=120):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "mmcourse.distributed", "--limit", "384", *args]
+    cmd = torchrun_command(nproc, "--limit", "384", *args)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout)
     return out, time.perf_counter() - t0
