@@ -65,9 +65,9 @@ def test_shapes(kind):
     assert isinstance(m, SerialClassifier) and m(x).shape == (3, 10)
     f = m.features(x)
     assert list(f) == ["audio", "image"] and f["audio"].shape == f["image"].shape == (3, 6)
-    assert m.encoders["image"].maps(x["image"], f["audio"]).shape == (3, 4, 14, 14)  # after block 1: (B, 2w, 14, 14)
+    assert m.encoders["image"].maps(x["image"], f["audio"]).shape == (3, 4, 7, 7)  # after block 1: (B, 2w, 7, 7)
     after0 = serial_av_model(kind, build_av_model("late", **SMALL).encoders, after=0).encoders["image"]
-    assert after0.maps(x["image"]).shape == (3, 2, 28, 28)
+    assert after0.maps(x["image"]).shape == (3, 2, 14, 14)
     # key order of the dict never matters
     torch.testing.assert_close(m({"image": x["image"], "audio": x["audio"]}), m(x))
 

@@ -15,8 +15,9 @@ conv block ``after`` of ``ImageEncoder`` and c = f_audio(x_audio) of shape (B, D
 
 and the image encoder's later blocks run on h'. Δγ and β come from a zero-initialised linear map,
 so at initialisation the link is the identity and the image stream is the plain ``ImageEncoder``.
-Only ``after`` = 0 or 1 are allowed: after the last block, a per-channel affine map commutes with
-the global average pool and would be FiLM of the pooled vector, i.e. parallel FiLM again.
+Only ``after`` = 0 or 1 are allowed: after the last block no convolution or nonlinearity follows,
+only the flatten and the final linear map, so the link would be an affine modulation of the final
+features, i.e. parallel FiLM again.
 
 Missing modality: without audio there is no c, and the link falls back to the identity (Δγ = 0,
 β = 0), the same map as at initialisation, so the image stream runs unconditioned. Without the
@@ -84,7 +85,7 @@ class ConditionedImageEncoder(nn.Module):
     Args:
         encoder: the ``ImageEncoder`` to condition (used as is: its weights are this module's).
         cond_dim: D_c, the size of the conditioning features (e.g. the audio encoder's D).
-        after: 0 → modulate the (B, w, 28, 28) maps, 1 → the (B, 2w, 14, 14) maps (default).
+        after: 0 → modulate the (B, w, 14, 14) maps, 1 → the (B, 2w, 7, 7) maps (default).
 
     Shapes:
         forward: x (B, 1, 28, 28), cond (B, D_c) or None → (B, D); ``cond=None`` gives exactly
@@ -97,7 +98,7 @@ class ConditionedImageEncoder(nn.Module):
             raise TypeError(f"encoder must be an mmcourse.encoders.ImageEncoder, got {type(encoder).__name__}")
         if after not in (0, 1):
             raise ValueError(f"after={after!r}: condition after conv block 0 or 1; after the last block (2) "
-                             "FiLM commutes with the average pool and is parallel FiLM of the final vector")
+                             "only a linear map follows it, so it would be parallel FiLM of the final features")
         self.encoder, self.after, self.out_dim = encoder, after, encoder.out_dim
         self.link = FiLM2d(cond_dim, encoder.width * 2 ** after)
 
@@ -110,7 +111,7 @@ class ConditionedImageEncoder(nn.Module):
         return self.link(h, cond)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        h = self.encoder.features[self.after + 1:](self.maps(x, cond))  # later blocks, pool → (B, 4w)
+        h = self.encoder.features[self.after + 1:](self.maps(x, cond))  # later blocks, flatten → (B, 2w·49)
         return self.encoder.proj(h)  # (B, D)
 
     def extra_repr(self) -> str:

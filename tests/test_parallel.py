@@ -1,0 +1,72 @@
+"""Tests of mmcourse.parallel.run_many: same results as the serial run, order, clear errors."""
+
+import os
+
+import pytest
+import torch
+
+from mmcourse.parallel import default_workers, run_many
+
+
+def square_after_seed(seed: int, n: int = 3):
+    torch.manual_seed(seed)
+    return (torch.randn(n) ** 2).sum().item(), torch.get_num_threads()
+
+
+def fail_on(seed: int):
+    if seed == 1:
+        raise ValueError("seed 1 is bad")
+    return seed
+
+
+def die_on(seed: int):
+    if seed == 1:
+        os._exit(3)  # a worker killed mid-job (e.g. by the out-of-memory killer)
+    return seed
+
+
+def test_results_in_job_order_and_identical_to_serial():
+    jobs = [{"seed": s} for s in range(4)]
+    serial = run_many(square_after_seed, jobs, workers=1, progress=False)
+    parallel = run_many(square_after_seed, jobs, workers=2, progress=False)
+    assert serial == parallel
+    assert [r[1] for r in parallel] == [1, 1, 1, 1]  # one torch thread per job, here and in workers
+    assert serial[0][0] == square_after_seed(0)[0]
+
+
+def test_zoo_runs_identical_in_workers_and_serially():
+    from mmcourse.data import load_av_digits
+    from mmcourse.fusion import zoo
+    from mmcourse.train import FitConfig
+
+    tr, va, te = (load_av_digits(s) for s in ("train", "val", "test"))
+    small = ({k: v[:256] for k, v in tr.inputs.items()}, tr.labels[:256])
+    cfg = FitConfig(epochs=1, batch_size=64, device="cpu")
+    jobs = [dict(method=m, train=small, val=va, test=te, config=cfg, seed=0) for m in ("late", "image_only")]
+    serial = run_many(zoo.run, jobs, workers=1, progress=False)
+    parallel = run_many(zoo.run, jobs, workers=2, progress=False)
+    for a, b in zip(serial, parallel):
+        assert a["method"] == b["method"] and a["test_acc"] == b["test_acc"]
+        for (k, p), q in zip(a["model"].state_dict().items(), b["model"].state_dict().values()):
+            assert torch.equal(p, q), k
+
+
+def test_a_failing_job_is_named():
+    with pytest.raises(RuntimeError, match=r"seed=1.*ValueError: seed 1 is bad"):
+        run_many(fail_on, [{"seed": 0}, {"seed": 1}], workers=2, progress=False)
+    with pytest.raises(RuntimeError, match=r"seed=1.*ValueError"):
+        run_many(fail_on, [{"seed": 0}, {"seed": 1}], workers=1, progress=False)
+
+
+def test_a_dead_worker_is_reported():
+    with pytest.raises(RuntimeError, match="worker process died.*workers=1"):
+        run_many(die_on, [{"seed": 0}, {"seed": 1}, {"seed": 2}], workers=2, progress=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="list of dicts"):
+        run_many(square_after_seed, [0, 1])
+    with pytest.raises(ValueError, match="workers=0"):
+        run_many(square_after_seed, [{"seed": 0}], workers=0)
+    assert run_many(square_after_seed, []) == []
+    assert default_workers(5, "cuda") == 1 and default_workers(1) == 1
