@@ -16,15 +16,62 @@ import random
 import numpy as np
 import torch
 
-QUICK: bool = os.environ.get("MMCOURSE_QUICK", "0").strip().lower() in {"1", "true", "yes"}
+# ------------------------------------------------------------------ environment variables
+# Read once at import; a value outside these raises ValueError naming the variable (a typo must
+# not silently run the full course, or every thread count but the one asked for).
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+DEVICES = ("cpu", "cuda", "mps")  # and "cuda:N", the N-th GPU
+
+
+def read_quick(environ=os.environ) -> bool:
+    """``MMCOURSE_QUICK``: 1/true/yes/on (any case) is quick mode; 0/false/no/off, empty or unset is full."""
+    value = environ.get("MMCOURSE_QUICK", "")
+    if value.strip().lower() not in _YES + _NO:
+        raise ValueError(f"MMCOURSE_QUICK={value!r} is not a yes/no value: use 1, true, yes or on for the quick "
+                         "smoke run, or 0, false, no, off (or unset it) for the full course")
+    return value.strip().lower() in _YES
+
+
+def read_threads(environ=os.environ) -> int | None:
+    """``MMCOURSE_THREADS``: a positive integer (torch's intra-op threads), or ``None`` when unset/empty."""
+    value = environ.get("MMCOURSE_THREADS", "")
+    if not value.strip():
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"MMCOURSE_THREADS={value!r} is not a positive integer: set the number of torch threads, "
+                         f"e.g. MMCOURSE_THREADS=2 (this machine has {os.cpu_count()} cores), or unset it for "
+                         "torch's default")
+    return int(value)
+
+
+def _device_name(value: str, source: str) -> str:
+    """``value`` lower-cased if it names a device (cpu, cuda, cuda:N, mps), else ValueError naming ``source``."""
+    name = str(value).strip().lower()
+    kind, _, index = name.partition(":")
+    if name in DEVICES or (kind == "cuda" and index.isdigit()):
+        return name
+    unset = ", or unset it to pick the best device present" if source.startswith("MMCOURSE_") else ""
+    raise ValueError(f"{source}={value!r} is not a device name: use cpu, cuda, cuda:N (the N-th GPU, from 0) "
+                     f"or mps{unset}")
+
+
+def read_device(environ=os.environ) -> str | None:
+    """``MMCOURSE_DEVICE``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``, or ``None`` when unset/empty.
+    Only the spelling is checked here; ``pick_device`` checks that the device is present."""
+    value = environ.get("MMCOURSE_DEVICE", "")
+    return _device_name(value, "MMCOURSE_DEVICE") if value.strip() else None
+
+
+QUICK: bool = read_quick()
+read_device()  # a misspelt device fails at import, not in the middle of a lesson
 
 SMOKE_NOTE = ("SMOKE RUN (MMCOURSE_QUICK=1): tiny data and a few epochs, only to test that the code "
               "runs. These numbers mean nothing; run without MMCOURSE_QUICK for the real results.")
 
 # A fixed intra-op thread count makes float sums (and so results) repeat exactly on one machine;
 # MMCOURSE_THREADS sets it explicitly (make test uses OMP_NUM_THREADS=1 per worker instead).
-if os.environ.get("MMCOURSE_THREADS", "").strip():
-    torch.set_num_threads(max(1, int(os.environ["MMCOURSE_THREADS"])))
+if read_threads() is not None:
+    torch.set_num_threads(read_threads())
 
 
 def quick(full, fast):
@@ -36,19 +83,22 @@ def pick_device(prefer: str | None = None) -> torch.device:
     """The best device present: CUDA, then Apple MPS, then CPU.
 
     Args:
-        prefer: force one ("cuda", "mps" or "cpu"); ``MMCOURSE_DEVICE`` does the same from
-            the environment. Asking for a device that is not present raises ``ValueError``.
+        prefer: force one ("cuda", "cuda:N", "mps" or "cpu"); ``MMCOURSE_DEVICE`` does the same
+            from the environment. Asking for a device that is not present raises ``ValueError``.
     """
-    prefer = prefer or os.environ.get("MMCOURSE_DEVICE") or None
-    available = available_devices()
-    if prefer is not None:
-        if prefer not in available:
-            raise ValueError(
-                f"device {prefer!r} is not available here (available: {available}); "
-                "unset MMCOURSE_DEVICE or pick one of those"
-            )
-        return torch.device(prefer)
-    return torch.device(available[0])
+    source = "MMCOURSE_DEVICE" if prefer is None else "prefer"
+    name = read_device() if prefer is None else _device_name(prefer, "pick_device: prefer")
+    if name is None:
+        return torch.device(available_devices()[0])
+    fix = "unset MMCOURSE_DEVICE or set it to one of those" if source == "MMCOURSE_DEVICE" else "pick one of those"
+    device = torch.device(name)
+    if device.type not in available_devices():
+        raise ValueError(f"device {name!r} is not available here (available: {available_devices()}); {fix}")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(f"device {name!r} is not available here (this machine has {n} CUDA GPUs: cuda:0 .. "
+                         f"cuda:{n - 1}); {fix}")
+    return device
 
 
 def available_devices() -> list[str]:
