@@ -7,7 +7,8 @@ Taught in ``notebooks/12_scaling_out.ipynb``. Run it as
 ``torchrun`` starts N processes (*ranks*); each builds the same AV-digits fusion model (same
 seed, same initial weights) and wraps it in ``DistributedDataParallel`` (DDP). The backend is
 chosen by capability: ``nccl`` when there is a CUDA GPU per local rank (rank r on GPU
-``LOCAL_RANK``), else ``gloo`` on the CPU (also with ``MMCOURSE_DEVICE=cpu``).
+``LOCAL_RANK``), else ``gloo`` on the CPU; ``MMCOURSE_DEVICE=cpu`` forces gloo on the CPU and
+``MMCOURSE_DEVICE=cuda`` nccl (an error where there is not a GPU per rank).
 
 Sharding, as ``DistributedSampler`` deals indices: every rank draws the *same* permutation per
 epoch (shared seed), cuts it into global batches of B indices (an incomplete last batch is
@@ -100,7 +101,35 @@ def torchrun_command(nproc: int, *args) -> list[str]:
             "-m", "mmcourse.distributed", *map(str, args)]
 
 
-def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
+def choose_backend(device: str | None, cuda_gpus: int, local_world: int) -> str:
+    """``"nccl"`` (a GPU per rank) or ``"gloo"`` (CPU) for ``MMCOURSE_DEVICE`` = ``device``.
+
+    Args:
+        device: ``None`` (unset: nccl when there is a GPU per local rank, else gloo), ``"cpu"``
+            (gloo, even where GPUs are) or ``"cuda"`` (nccl; ValueError without a GPU per rank).
+        cuda_gpus: GPUs torch sees here; local_world: ranks on this machine (``LOCAL_WORLD_SIZE``).
+    """
+    if device is None:
+        return "nccl" if cuda_gpus >= max(1, local_world) else "gloo"  # nccl only talks GPU to GPU
+    if device == "cpu":
+        return "gloo"
+    if device == "cuda":
+        if cuda_gpus == 0:
+            raise ValueError("MMCOURSE_DEVICE='cuda' but torch sees no CUDA GPU here (torch.cuda.is_available() "
+                             "is False): set MMCOURSE_DEVICE=cpu, or unset it, to train on the CPU with gloo")
+        if cuda_gpus < local_world:
+            raise ValueError(f"MMCOURSE_DEVICE='cuda' needs one GPU per rank: {local_world} ranks on this machine, "
+                             f"{cuda_gpus} CUDA GPU{'s' * (cuda_gpus > 1)}: launch --nproc-per-node={cuda_gpus}, or "
+                             "set MMCOURSE_DEVICE=cpu to run every rank on the CPU")
+        return "nccl"
+    if device.startswith("cuda:"):
+        raise ValueError(f"MMCOURSE_DEVICE={device!r} names one GPU, but under torchrun rank r takes GPU "
+                         "LOCAL_RANK: use MMCOURSE_DEVICE=cuda, and CUDA_VISIBLE_DEVICES to choose which GPUs")
+    raise ValueError(f"MMCOURSE_DEVICE={device!r}: torch.distributed has no backend for Apple's MPS; use "
+                     "MMCOURSE_DEVICE=cpu (gloo) or cuda (nccl)")
+
+
+def setup(timeout_s: float, backend: str) -> tuple[int, int, torch.device, str]:
     """Join the process group torchrun set up (env RANK, WORLD_SIZE, MASTER_ADDR/PORT...).
 
     Returns (rank, world, device, backend).
@@ -108,11 +137,7 @@ def setup(timeout_s: float) -> tuple[int, int, torch.device, str]:
     if "RANK" not in os.environ:
         raise SystemExit("mmcourse.distributed runs under torchrun, which starts the ranks: "
                          "torchrun --standalone --nproc-per-node=2 -m mmcourse.distributed")
-    # NCCL needs one GPU per local rank; with fewer GPUs than ranks (or MMCOURSE_DEVICE=cpu) use gloo
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    cuda = (torch.cuda.is_available() and torch.cuda.device_count() >= local_world
-            and os.environ.get("MMCOURSE_DEVICE", "cuda") == "cuda")
-    backend = "nccl" if cuda else "gloo"  # nccl only talks GPU to GPU; gloo does CPUs
+    cuda = backend == "nccl"  # rank r on GPU LOCAL_RANK
     device = torch.device("cuda", int(os.environ["LOCAL_RANK"])) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -179,7 +204,7 @@ def _fail_hook(args, rank: int, world: int, step: int) -> None:
         time.sleep(10 ** 6)  # hang; torchrun terminates it once another rank fails
 
 
-def load_data(limit: int | None, device: torch.device):
+def load_data(limit: int | None, device: torch.device = torch.device("cpu")):
     from mmcourse.data import load_av_digits
     train, val = load_av_digits("train"), load_av_digits("val")
     n = len(train) if limit is None else min(limit, len(train))
@@ -191,9 +216,13 @@ def run(args) -> dict:
     """Train (or ``--check``) on this rank; rank 0 returns the report, the others ``{}``."""
     from mmcourse.fusion.zoo import build_av_model, modalities_of
     from mmcourse.runtime import seed_everything
-    rank, world, device, backend = setup(args.timeout)
+    X, y, val = load_data(args.limit)  # on the CPU, before the process group: a bad size fails here
+    if len(y) < args.batch_size:
+        _parser().error(f"argument --batch-size: the {len(y)} training pairs make no global batch of "
+                        f"{args.batch_size}: use --batch-size <= {len(y)}")
+    rank, world, device, backend = setup(args.timeout, args.backend)
     say = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
-    X, y, val = load_data(args.limit, device)
+    X, y = {k: v.to(device) for k, v in X.items()}, y.to(device)
     seed_everything(args.seed)
     model = build_av_model(args.method).to(device)  # the same initial weights on every rank
     X = {k: X[k] for k in modalities_of(model)}  # a unimodal model gets its one modality
@@ -295,27 +324,75 @@ def _is_peer_failure(e: Exception) -> bool:
         w in text for w in ("timed out", "timeout", "connection", "peer", "nccl", "gloo"))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def _at_least(low: int):
+    """An argparse ``type``: an integer >= ``low``, else argparse's "argument --FLAG: ..." error."""
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
+        return value
+    return integer
+
+
+def _positive(what: str):
+    """An argparse ``type``: a finite float > 0 (``what`` names it in the error)."""
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"must be a finite {what} > 0, got {text!r}")
+        return value
+    return number
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="torchrun --standalone --nproc-per-node=N -m mmcourse.distributed",
                                 description="Train the AV-digits fusion model with DistributedDataParallel.")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=128, help="global batch B (divisible by the world size)")
-    p.add_argument("--lr", type=float, default=None, help="default 3e-3 for adamw, 0.05 for sgd")
+    p.add_argument("--epochs", type=_at_least(1), default=3)
+    p.add_argument("--batch-size", type=_at_least(1), default=128, help="global batch B (divisible by the world size)")
+    p.add_argument("--lr", type=_positive("number"), default=None, help="default 3e-3 for adamw, 0.05 for sgd")
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw", help="--check always uses sgd")
     p.add_argument("--method", default="late", help="a fusion method of mmcourse.fusion (or audio_only, image_only)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first LIMIT pairs only (fast tests)")
+    p.add_argument("--limit", type=_at_least(1), default=None, help="train on the first LIMIT pairs only (fast tests)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check", action="store_true", help="--steps DDP steps, then the same in one process")
     p.add_argument("--fsdp", action="store_true", help="with --check: fully_shard (FSDP2) instead of DDP")
-    p.add_argument("--steps", type=int, default=5, help="steps of --check")
+    p.add_argument("--steps", type=_at_least(1), default=5, help="steps of --check")
     p.add_argument("--out", default=None, help="checkpoint path; a bare name goes to checkpoints/ (default ddp-METHOD.pt)")
     p.add_argument("--report", default=None, help="write rank 0's numbers as JSON here")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may wait for a peer")
-    p.add_argument("--fail-at-step", type=int, default=None, help="test hook: the last rank fails at this step")
+    p.add_argument("--timeout", type=_positive("number of seconds"), default=120.0,
+                   help="seconds a collective may wait for a peer")
+    p.add_argument("--fail-at-step", type=_at_least(0), default=None, help="test hook: the last rank fails at this step")
     p.add_argument("--fail-mode", choices=["exit", "hang"], default="exit")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, checked before any process group starts: a run with nothing to train (no
+    epoch, no step, fewer rows than one global batch) or a batch that does not split over the
+    ranks exits with argparse's usage error (code 2) on every rank, instead of failing inside."""
+    p = _parser()
     args = p.parse_args(argv)
     if args.fsdp and not args.check:
         p.error("--fsdp is a small demo of sharding: use it with --check (no evaluation or checkpoint)")
+    if args.limit is not None and args.limit < args.batch_size:
+        p.error(f"argument --limit: {args.limit} pairs make no global batch of --batch-size {args.batch_size}: "
+                f"use --limit >= {args.batch_size} or a smaller --batch-size")
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun sets it before this runs
+    if args.batch_size % world:
+        p.error(f"argument --batch-size: a global batch of {args.batch_size} does not split over the {world} "
+                f"ranks: use a multiple of {world}, e.g. {world * max(1, round(args.batch_size / world))}")
+    from mmcourse.runtime import read_device
+    try:  # MMCOURSE_DEVICE: checked here, before the process group, not in a traceback per rank
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        args.backend = choose_backend(read_device(), gpus, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError as e:
+        p.error(str(e))
     if args.lr is None:
         args.lr = 0.05 if (args.check or args.optimizer == "sgd") else 3e-3
     if args.out is None or os.sep not in args.out:  # a bare file name goes to the course's checkpoints/

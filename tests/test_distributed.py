@@ -12,7 +12,9 @@ import time
 import pytest
 import torch
 
-from mmcourse.distributed import global_batches, gradient_bytes, shard, step_on_shards, torchrun_command
+from mmcourse import distributed
+from mmcourse.distributed import (choose_backend, global_batches, gradient_bytes, parse_args, shard, step_on_shards,
+                                  torchrun_command)
 from mmcourse.fusion.zoo import build_av_model
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -112,3 +114,84 @@ def test_without_torchrun_it_says_how_to_launch():
     out = subprocess.run([sys.executable, "-m", "mmcourse.distributed", "--check"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.returncode != 0 and "torchrun --standalone --nproc-per-node=2" in out.stderr
+
+
+# ------------------------------------------------------------------ MMCOURSE_DEVICE picks the backend
+@pytest.mark.parametrize("device, gpus, local_world, backend", [
+    (None, 0, 2, "gloo"), (None, 2, 2, "nccl"), (None, 1, 2, "gloo"),  # unset: nccl only with a GPU per rank
+    ("cpu", 4, 2, "gloo"),  # MMCOURSE_DEVICE=cpu: the CPU even where GPUs are
+    ("cuda", 2, 2, "nccl"), ("cuda", 8, 2, "nccl"),
+])
+def test_choose_backend_honours_mmcourse_device(device, gpus, local_world, backend):
+    assert choose_backend(device, gpus, local_world) == backend
+
+
+@pytest.mark.parametrize("device, gpus, match", [
+    ("cuda", 0, "MMCOURSE_DEVICE='cuda' but torch sees no CUDA GPU here.*MMCOURSE_DEVICE=cpu"),
+    ("cuda", 1, "MMCOURSE_DEVICE='cuda' needs one GPU per rank: 2 ranks on this machine, 1 CUDA GPU.*"
+                "--nproc-per-node=1"),
+    ("cuda:1", 2, "MMCOURSE_DEVICE='cuda:1' names one GPU.*MMCOURSE_DEVICE=cuda.*CUDA_VISIBLE_DEVICES"),
+    ("mps", 0, "MMCOURSE_DEVICE='mps'.*no backend for Apple's MPS.*MMCOURSE_DEVICE=cpu"),
+])
+def test_choose_backend_refuses_what_it_cannot_do(device, gpus, match):
+    with pytest.raises(ValueError, match=match):
+        choose_backend(device, gpus, 2)
+
+
+def test_parse_args_refuses_mmcourse_device_cuda_without_a_gpu(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("MMCOURSE_DEVICE", "cuda")
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--check"])
+    assert e.value.code == 2 and "MMCOURSE_DEVICE='cuda' but torch sees no CUDA GPU here" in capsys.readouterr().err
+    monkeypatch.setenv("MMCOURSE_DEVICE", "cpu")
+    assert parse_args(["--check"]).backend == "gloo"
+
+
+# ------------------------------------------------------------------ nothing to train: refused before torchrun
+@pytest.mark.parametrize("argv, message", [
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1, got '0'"),
+    (["--epochs", "-2"], "argument --epochs: must be an integer >= 1, got '-2'"),
+    (["--steps", "0", "--check"], "argument --steps: must be an integer >= 1, got '0'"),
+    (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
+    (["--batch-size", "-8"], "argument --batch-size: must be an integer >= 1, got '-8'"),
+    (["--limit", "0"], "argument --limit: must be an integer >= 1, got '0'"),
+    (["--timeout", "0"], "argument --timeout: must be a finite number of seconds > 0, got '0'"),
+    (["--timeout", "-5"], "argument --timeout: must be a finite number of seconds > 0, got '-5'"),
+    (["--timeout", "nan"], "argument --timeout: must be a finite number of seconds > 0, got 'nan'"),
+    (["--lr", "0"], "argument --lr: must be a finite number > 0, got '0'"),
+    (["--fail-at-step", "-1"], "argument --fail-at-step: must be an integer >= 0, got '-1'"),
+    (["--limit", "32", "--batch-size", "64"],
+     "argument --limit: 32 pairs make no global batch of --batch-size 64: use --limit >= 64 or a smaller --batch-size"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_parse_args_refuses_a_run_with_nothing_to_train(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err, err
+
+
+def test_parse_args_refuses_a_batch_that_does_not_split_over_the_ranks(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "4")  # as torchrun sets it, before any process group
+    assert parse_args(["--batch-size", "8"]).batch_size == 8
+    for bad, example in (("6", "8"), ("2", "4")):
+        with pytest.raises(SystemExit):
+            parse_args(["--batch-size", bad])
+        assert (f"argument --batch-size: a global batch of {bad} does not split over the 4 ranks: use a multiple "
+                f"of 4, e.g. {example}") in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_the_process_group(monkeypatch, capsys):
+    monkeypatch.delenv("RANK", raising=False)  # setup() would say "runs under torchrun": it is never reached
+    with pytest.raises(SystemExit) as e:
+        distributed.run(parse_args(["--batch-size", "4000"]))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("argument --batch-size: the 3500 training pairs make no global batch of 4000: "
+                                  "use --batch-size <= 3500") in err, err
+
+
+def test_under_torchrun_a_run_with_no_epochs_stops_at_the_argument_not_in_training():
+    out, _ = torchrun("--epochs", "0", timeout=90)
+    assert out.returncode != 0
+    assert "error: argument --epochs: must be an integer >= 1, got '0'" in out.stderr
+    assert "StatisticsError" not in out.stderr and "init_process_group" not in out.stderr
