@@ -51,6 +51,10 @@ def reliability_bins(probs: Tensor, labels: Tensor, n_bins: int = 10) -> dict[st
         raise ValueError("probs and labels are empty: ECE needs at least one example")
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    outside = labels[(labels < 0) | (labels >= probs.shape[1])]
+    if len(outside):  # a label >= C would silently count as a wrong prediction
+        raise ValueError(f"labels must be class ids in [0, {probs.shape[1]}) for {probs.shape[1]} classes, got "
+                         f"{outside[0].item()}; pass the (N,) true classes matching the columns of probs")
     if (probs < 0).any() or not torch.allclose(probs.sum(1), torch.ones(len(probs), dtype=probs.dtype), atol=1e-4):
         raise ValueError("probs rows must be probabilities summing to 1; pass logits.softmax(-1), not logits")
     conf, pred = probs.max(1)  # (N,), (N,)

@@ -74,6 +74,9 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(f"student and teacher logits must have the same (B, C) shape, got "
                          f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}")
+    if student_logits.numel() == 0:  # a mean over no rows is NaN, and NaN would train silently
+        raise ValueError(f"distillation_loss got an empty batch {tuple(student_logits.shape)}: pass at least one "
+                         "example (check the batch slicing or the data split)")
     log_q = F.log_softmax(student_logits / T, dim=-1)  # (B, C)
     log_p = F.log_softmax(teacher_logits.detach() / T, dim=-1)  # (B, C)
     kd = (log_p.exp() * (log_p - log_q)).sum(-1).mean() * T**2  # Σ_c p (log p − log q), batch mean
@@ -287,6 +290,9 @@ def cpu_latency_ms(model: nn.Module, inputs: Inputs, batch_size: int = 1, repeat
     of Python's ``timeit``). Still machine- and load-dependent: compare variants measured in the
     same cell, never numbers from different machines.
     """
+    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if batch_size > num_rows(inputs):
         raise ValueError(f"batch_size {batch_size} exceeds the {num_rows(inputs)} rows given")
     model = model.cpu().eval()

@@ -17,6 +17,8 @@ Taught in ``notebooks/08_fine_tuning.ipynb``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -27,7 +29,7 @@ class LoRALinear(nn.Module):
     Args:
         base: the ``nn.Linear`` to adapt (its parameters are frozen here).
         r: rank of the update (≥ 1).
-        alpha: scaling numerator; the update is multiplied by ``alpha / r``.
+        alpha: scaling numerator, a finite number > 0; the update is multiplied by ``alpha / r``.
         dropout: dropout probability on the LoRA branch's input only.
 
     Shapes:
@@ -38,8 +40,11 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise ValueError(f"LoRALinear wraps an nn.Linear, got {type(base).__name__}")
-        if r < 1:
-            raise ValueError(f"rank r must be >= 1, got {r}")
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise ValueError(f"rank r must be an integer >= 1, got {r!r}")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:  # NaN too
+            raise ValueError(f"alpha must be a finite number > 0 (the update is scaled by alpha / r), got {alpha!r}; "
+                             f"a common choice is alpha = 2r = {2 * r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.base, self.r, self.alpha, self.scaling = base, r, alpha, alpha / r

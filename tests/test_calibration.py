@@ -130,3 +130,12 @@ def test_fit_temperature_and_ece_reject_bad_inputs_by_name():
         fit_temperature(torch.zeros(2, 3), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="empty"):
         expected_calibration_error(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+
+
+@pytest.mark.parametrize("labels, bad", [([0, 3], "3"), ([-1, 1], "-1"), ([7, 1], "7")])
+def test_ece_refuses_labels_outside_the_classes(labels, bad):
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]])  # C = 3
+    with pytest.raises(ValueError, match=rf"labels must be class ids in \[0, 3\) for 3 classes, got {bad}"):
+        expected_calibration_error(probs, torch.tensor(labels))
+    with pytest.raises(ValueError, match=r"labels must be class ids in \[0, 3\)"):
+        reliability_bins(probs, torch.tensor(labels))

@@ -211,3 +211,23 @@ def test_teacher_cache_retrains_when_a_setting_or_the_data_changes(tmp_path, mon
     out = capsys.readouterr().out
     assert out.count("saved av-teacher") == 3 and out.count("loaded checkpoint av-teacher") == 1
     assert "lr=0.003" in out and len(list(tmp_path.glob("av-teacher-*.pt"))) == 3
+
+
+def test_distillation_loss_refuses_an_empty_batch():
+    empty = torch.zeros(0, 10)
+    with pytest.raises(ValueError, match=r"distillation_loss got an empty batch \(0, 10\)"):
+        distillation_loss(empty.requires_grad_(), torch.zeros(0, 10), alpha=1.0)
+    with pytest.raises(ValueError, match="empty batch"):
+        distillation_loss(torch.zeros(0, 10), torch.zeros(0, 10), torch.zeros(0, dtype=torch.long), alpha=0.5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    ({"batch_size": -2}, "batch_size must be an integer >= 1, got -2"),
+    ({"repeats": 0}, "repeats must be an integer >= 1, got 0"),
+    ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
+])
+def test_cpu_latency_refuses_nothing_to_time(kwargs, match):
+    x = {"audio": torch.randn(4, 40, 13), "image": torch.randn(4, 1, 28, 28)}
+    with pytest.raises(ValueError, match=match):
+        cpu_latency_ms(build_student(), x, **kwargs)

@@ -130,3 +130,22 @@ def test_same_as_peft_count_init_and_after_steps():
     torch.testing.assert_close(_out(ours, ids, mask), _out(merged_peft, ids, mask), atol=1e-5, rtol=1e-4)
     unmerge_lora(ours)
     torch.testing.assert_close(_out(ours, ids, mask), out_theirs, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -float("inf"), 0.0, -8.0])
+def test_alpha_must_be_a_finite_positive_number(alpha):
+    with pytest.raises(ValueError, match=rf"alpha must be a finite number > 0 .*got {alpha}"):
+        LoRALinear(nn.Linear(3, 2), r=2, alpha=alpha)
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
+        apply_lora(tiny_bert(), TARGETS, r=2, alpha=alpha)
+
+
+@pytest.mark.parametrize("r", [0, -1, 2.5, True])
+def test_rank_must_be_an_integer_at_least_one(r):
+    with pytest.raises(ValueError, match=rf"rank r must be an integer >= 1, got {r!r}"):
+        LoRALinear(nn.Linear(3, 2), r=r)
+
+
+def test_alpha_accepts_ints_and_sets_the_scaling():
+    layer = LoRALinear(nn.Linear(3, 2), r=4, alpha=2)
+    assert layer.scaling == 0.5
