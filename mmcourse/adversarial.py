@@ -33,8 +33,10 @@ Shapes: inputs ``{m: (N, ...)}``, labels (N,) int64, logits (N, C).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -71,6 +73,22 @@ def av_spaces(train_inputs: dict[str, Tensor]) -> dict[str, InputSpace]:
             "image": InputSpace(scale=float(image.std()), low=0.0, high=1.0)}
 
 
+def _budget(eps) -> float:
+    """ε as a Python float: a number, a numpy scalar or a one-element tensor/array (``.item()``)."""
+    if isinstance(eps, (Tensor, np.ndarray)):
+        if (eps.size if isinstance(eps, np.ndarray) else eps.numel()) != 1:
+            kind = "a tensor" if isinstance(eps, Tensor) else "an array"
+            raise ValueError(f"eps must be a Python float (one budget), got {kind} of shape {tuple(eps.shape)}; "
+                             "loop over the budgets (accuracy_curves takes a grid of them)")
+        value = eps.item()
+    else:
+        value = eps
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < 0:
+        raise ValueError(f"eps={eps!r}: the budget must be a finite number >= 0 (in units of each modality's scale)")
+    return float(value)
+
+
 def _check(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, eps: float, attacked) -> list[str]:
     """Validate the arguments of an attack; return the attacked modalities, sorted."""
     if isinstance(attacked, str):
@@ -81,8 +99,7 @@ def _check(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, eps: flo
     unknown = [m for m in attacked if m not in inputs]
     if unknown:
         raise KeyError(f"cannot attack {unknown}: the inputs have only {sorted(inputs)}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps={eps!r}: the budget must be a finite number >= 0 (in units of each modality's scale)")
+    _budget(eps)
     for k, x in inputs.items():
         if not torch.isfinite(x).all():
             raise ValueError(f"{k!r} inputs contain NaN or inf; clean them (e.g. torch.nan_to_num) before attacking")
@@ -125,7 +142,7 @@ def perturb(model: nn.Module, x0: dict[str, Tensor], y: Tensor, eps: float, atta
 
     The model is evaluated in eval mode and given back in the mode it was in.
     """
-    attacked = _check(model, x0, y, eps, attacked)
+    attacked, eps = _check(model, x0, y, eps, attacked), _budget(eps)
     if method not in ("fgsm", "pgd"):
         raise ValueError(f"unknown method {method!r}; use 'fgsm' or 'pgd'")
     if method == "pgd" and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1 or not alpha > 0):
@@ -173,7 +190,8 @@ def attack(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, eps: flo
 
     Args:
         inputs: ``{m: (N, ...)}``; labels: (N,) int64, the true classes.
-        eps: the L∞ budget ε ≥ 0, in units of each modality's ``InputSpace.scale``.
+        eps: the L∞ budget ε ≥ 0, in units of each modality's ``InputSpace.scale``: a number, a
+            numpy scalar or a 0-d tensor.
         attacked: a modality name or a list of them; only these are perturbed.
         method: ``"fgsm"`` (x + ε·sign ∇, one step) or ``"pgd"``.
         spaces: ``{m: InputSpace}``; a modality without one gets ``InputSpace()`` (σ = 1, unbounded).
@@ -184,6 +202,7 @@ def attack(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, eps: flo
         ``{m: (N, ...)}`` on the CPU: the attacked modalities perturbed, the others as given.
     """
     _check(model, inputs, labels, eps, attacked)
+    eps = _budget(eps)
     first = next(model.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
     g = torch.Generator().manual_seed(seed)
@@ -235,6 +254,7 @@ def accuracy_curves(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor,
             name = "+".join(sorted([subset] if isinstance(subset, str) else subset))
             for eps in eps_grid:
                 _check(model, inputs, labels, eps, subset)  # ε = 0 must be valid input too
+                eps = _budget(eps)  # a grid given as a tensor yields 0-d tensors
                 hits = (robust_correct(model, inputs, labels, eps, subset, method, spaces, **options)
                         if eps > 0 else clean)
                 rows.append({"method": method, "attacked": name, "eps": float(eps),

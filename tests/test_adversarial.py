@@ -161,3 +161,31 @@ def test_adversarial_training_runs_in_fit_and_leaves_no_stray_grads():
     out = A.WithInputs(model)(x)
     assert set(out) == {"logits", "inputs"} and out["logits"].shape == (32, 3)
     assert not model.training  # fit ends in eval mode
+
+
+def test_eps_may_be_a_0d_tensor_or_a_numpy_scalar():
+    import numpy as np
+    model, (x, y) = Tiny(), data()
+    ref = A.attack(model, x, y, 0.25, "image", "pgd", SPACES, seed=1)
+    for eps in (torch.tensor(0.25), torch.tensor(0.25, dtype=torch.float64), np.float32(0.25), np.float64(0.25),
+                torch.tensor([0.25])):
+        out = A.attack(model, x, y, eps, "image", "pgd", SPACES, seed=1)
+        torch.testing.assert_close(out["image"], ref["image"], rtol=0, atol=1e-6)
+    fgsm = A.perturb(model, x, y, torch.tensor(0.25), "image", "fgsm", SPACES)
+    torch.testing.assert_close(fgsm["image"], A.perturb(model, x, y, 0.25, "image", "fgsm", SPACES)["image"])
+    curves = A.accuracy_curves(model, x, y, torch.tensor([0.0, 0.25]), [["image"]], methods=("fgsm",), spaces=SPACES)
+    assert curves["eps"].tolist() == [0.0, 0.25]
+
+
+def test_eps_with_several_values_asks_for_one_budget():
+    import numpy as np
+    model, (x, y) = Tiny(), data()
+    with pytest.raises(ValueError, match=r"eps must be a Python float \(one budget\), got a tensor of shape \(2,\); "
+                                         r"loop over the budgets"):
+        A.attack(model, x, y, torch.tensor([0.1, 0.2]), "image")
+    with pytest.raises(ValueError, match=r"eps must be a Python float \(one budget\), got an array of shape \(2, 1\)"):
+        A.attack(model, x, y, np.zeros((2, 1)), "image")
+    with pytest.raises(ValueError, match=r"eps=tensor\(nan\): the budget must be a finite number >= 0"):
+        A.attack(model, x, y, torch.tensor(math.nan), "image")
+    with pytest.raises(ValueError, match=r"eps='0.1': the budget must be a finite number >= 0"):
+        A.attack(model, x, y, "0.1", "image")
