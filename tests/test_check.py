@@ -31,6 +31,22 @@ def test_cmp_prints_and_returns(capsys):
         check.cmp("bad", torch.ones(3), torch.ones(2))
 
 
+def test_cmp_compares_in_the_wider_dtype_and_says_when_dtypes_differ(capsys):
+    # the reference used to be cast to the hand result's dtype: int64 made 2.4 "exactly" 2
+    assert not check.cmp("x", torch.tensor([1, 2]), torch.tensor([1.0, 2.4]))
+    out = capsys.readouterr().out
+    assert out == ("x                | exact: False | approx: False | max abs diff: 4.0e-01"
+                   " | dtypes differ: int64 vs float32\n")
+    assert not check.cmp("f32", torch.tensor([0.1]), torch.tensor([0.1], dtype=torch.float64), atol=0,
+                         rtol=1e-9)  # 0.1 in float32 is 0.1 + 1.5e-9: not rounded away
+    out = capsys.readouterr().out
+    assert "exact: False" in out and "max abs diff: 1.5e-09 | dtypes differ: float32 vs float64" in out
+    check.cmp("rounded", torch.ones(2), torch.ones(2, dtype=torch.float64), decimals=3)
+    assert capsys.readouterr().out.endswith("| max abs diff: 0.000 | dtypes differ: float32 vs float64\n")
+    check.cmp("same dtype", torch.ones(2), torch.ones(2))
+    assert "dtypes" not in capsys.readouterr().out
+
+
 def test_exercise_machinery(capsys):
     @check.exercise(task="() -> int: the number two", hints=("a pointer", "closer"))
     def two(fn):
@@ -58,6 +74,71 @@ def test_exercise_machinery(capsys):
         del check.REGISTRY["two"]
     with pytest.raises(ValueError, match="at least one hint"):
         check.exercise(task="x", hints=())(lambda fn: None)
+    with pytest.raises(ValueError, match="takes='module', expected 'function' or 'class'"):
+        check.exercise(task="x", hints=("h",), takes="module")(lambda fn: None)
+
+
+def test_attempt_hands_out_copies_and_notes_changes(capsys):
+    @check.exercise(task="(W) -> (2,): W doubled", hints=("twice",))
+    def double(fn):
+        W = torch.tensor([1.0, 2.0])
+        got = check.attempt(fn, W)
+        check.expect_close(got, torch.tensor([2.0, 4.0]), "2W")  # W is still [1, 2]
+
+    def in_place(W):
+        W *= 2
+        return W
+
+    try:
+        double(in_place)
+        assert double.last is True
+        assert capsys.readouterr().out == (
+            "[ok] double: correct\n    Note: your function changed its input `W` in place; compute a "
+            "new tensor instead (e.g. W + ... rather than W += ...).\n")
+        double(lambda *args: args[0].fill_(7))  # wrong, and the note names the argument as written
+        out = capsys.readouterr().out
+        assert "[x] double: not quite. 2W is off by up to 5." in out and "`args[0]`" in out
+        double(lambda W: W.mul(2))
+        assert double.last is True and "Note" not in capsys.readouterr().out
+    finally:
+        del check.REGISTRY["double"]
+    W = torch.ones(2)
+    assert check.attempt(lambda w: w.add_(1), W).tolist() == [2.0, 2.0] and W.tolist() == [1.0, 1.0]
+
+
+def test_a_checker_that_lets_nan_through_still_grades_it_wrong(capsys):
+    @check.exercise(task="() -> float", hints=("a number",))
+    def lenient(fn):
+        check.attempt(fn)  # checks nothing
+
+    try:
+        lenient(lambda: float("nan"))
+        assert lenient.last is False
+        assert "not quite. your function returned nan or inf" in capsys.readouterr().out
+        lenient(lambda: {"a": torch.tensor([1.0, float("inf")])})
+        assert lenient.last is False
+        lenient(lambda: 1.0)
+        assert lenient.last is True
+    finally:
+        del check.REGISTRY["lenient"]
+
+
+def test_scalar_and_expect_shape_name_what_is_wrong():
+    assert check.scalar(torch.tensor([0.5]), "p").item() == 0.5  # one element counts as a number
+    with pytest.raises(check.Wrong, match=r"^return a scalar \(one number\) for p, got shape \(2,\)\.$"):
+        check.scalar(torch.ones(2), "p")
+    with pytest.raises(check.Wrong, match=r"^return a whole number, got a str\.$"):
+        check.scalar("many", kind="a whole number")
+    with pytest.raises(check.Wrong, match=r"^p is nan: a right answer is finite"):
+        check.scalar(float("nan"), "p")
+    with pytest.raises(check.Wrong, match=r"^z has shape \(2, 3\), expected \(3,\)\.$"):
+        check.expect_shape(torch.ones(2, 3), (3,), "z")
+    with pytest.raises(check.Wrong, match=r"^return a tensor for z, got an object\.$"):
+        check.expect_shape(object(), (3,), "z")
+    with pytest.raises(check.Wrong, match="return a scalar"):
+        check.expect_close(torch.ones(2), torch.tensor(1.0), "the loss")
+    with pytest.raises(check.Wrong, match="contains nan or inf"):
+        check.expect_close(torch.tensor([1.0, float("inf")]), torch.ones(2), "z")
 
 
 def test_matches_spots_values_shapes_and_nan():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches, scalar
 
 
 def _pairs(seed: int = 0, B: int = 4, D: int = 3):
@@ -37,23 +37,20 @@ def _clip(a, b, s):
 def symmetric_info_nce(fn) -> None:
     """Check ``fn(a, b, scale) -> scalar`` for (B, D) embeddings a, b (not yet normalised)."""
     a, b = _pairs()
-    got = attempt(fn, a, b, 10.0)
     want, logits, t = _clip(a, b, 10.0)
-    got_t = torch.as_tensor(got, dtype=torch.float64)
-    if got_t.numel() == 1:
-        got_t = got_t.reshape(())
-        mistakes = ((F.cross_entropy(logits, t), "that is only the a→b direction; CLIP averages "
-                                                 "it with b→a (the transpose)."),
-                    (F.cross_entropy(logits.T, t), "that is only the b→a direction; CLIP averages "
-                                                   "it with a→b."),
-                    ((F.cross_entropy(10.0 * a @ b.T, t) + F.cross_entropy(10.0 * b @ a.T, t)) / 2,
-                     "the embeddings must be L2-normalised first (cosine similarity)."),
-                    (2 * want, "you summed the two directions; CLIP averages them."),
-                    (_clip(a, b, 1.0)[0], "you left out the scale: the logits are scale × cosine."))
-        for value, message in mistakes:
-            if matches(got_t, value):
-                raise Wrong(message)
-    expect_close(got_t, want, "the loss")
+    got = scalar(attempt(fn, a, b, 10.0), "the loss")
+    mistakes = ((F.cross_entropy(logits, t), "that is only the a→b direction; CLIP averages "
+                                             "it with b→a (the transpose)."),
+                (F.cross_entropy(logits.T, t), "that is only the b→a direction; CLIP averages "
+                                               "it with a→b."),
+                ((F.cross_entropy(10.0 * a @ b.T, t) + F.cross_entropy(10.0 * b @ a.T, t)) / 2,
+                 "the embeddings must be L2-normalised first (cosine similarity)."),
+                (2 * want, "you summed the two directions; CLIP averages them."),
+                (_clip(a, b, 1.0)[0], "you left out the scale: the logits are scale × cosine."))
+    for value, message in mistakes:
+        if matches(got, value):
+            raise Wrong(message)
+    expect_close(got, want, "the loss")
 
 
 @exercise(task="(queries, gallery, query_labels, gallery_labels, k) -> float: recall@k for unit "
@@ -73,7 +70,7 @@ def recall_at_k(fn) -> None:
     ql, gl = torch.tensor([1, 2, 2]), torch.tensor([1, 1, 0, 2])
     # ranks: q0 → g0, g3, g1, g2; q1 → g1, g3, g0, g2; q2 → g3, g1, g0, g2.
     for k, want in ((1, 2 / 3), (2, 1.0)):
-        got = float(attempt(fn, q, g, ql, gl, k))
+        got = scalar(attempt(fn, q, g, ql, gl, k), f"recall@{k}").item()  # nan, inf: Wrong
         if k == 1 and abs(got) < 1e-6:
             raise Wrong("recall@1 came out 0: did you take the *least* similar item (topk largest=False)?")
         if k == 2 and abs(got) < 1e-6:
@@ -127,7 +124,8 @@ def lora_forward(fn) -> None:
 def lora_merge(fn) -> None:
     """Check ``fn(W, A, B, alpha, r) -> W'`` with W' x = W x + (α/r) B A x."""
     _, W, _, A, B, alpha, r = _lora_case()
-    got = attempt(fn, W, A, B, alpha, r)
+    want = W + (alpha / r) * B @ A  # (3, 5)
+    got = attempt(fn, W, A, B, alpha, r)  # a copy of W: W += ... in fn leaves W and want as they are
     mistakes = ((W + B @ A, "forgot the scaling alpha / r."),
                 (W + (r / alpha) * B @ A, "the scaling is alpha / r, not r / alpha."),
                 ((alpha / r) * B @ A, "that is only the update; W' is W plus the update."))
@@ -137,7 +135,7 @@ def lora_merge(fn) -> None:
     if tuple(torch.as_tensor(got).shape) == tuple(W.shape[::-1]):
         raise Wrong(f"the merged weight has shape {tuple(W.shape[::-1])}; it needs W's shape "
                     f"{tuple(W.shape)}, (out, in).")
-    expect_close(got, W + (alpha / r) * B @ A, "the merged weight")
+    expect_close(got, want, "the merged weight")
 
 
 @exercise(task="(d, m, n_layers) -> int: trainable parameters of Houlsby adapters (bottleneck m "
@@ -160,10 +158,10 @@ def adapter_params(fn) -> None:
                                      "after the feed-forward block."),
                     (one, "that is one adapter; count all of them (two per layer)."),
                     ((d * m + d + m) * 2 * n_layers, "there are two weight matrices, d × m and m × d."))
-        try:
-            value = int(got)
-        except (TypeError, ValueError):
-            raise Wrong(f"return a whole number, got {got!r}") from None
+        value = scalar(got, kind="a whole number").item()
+        if value != round(value):
+            raise Wrong(f"return a whole number, got {value:g}.")
+        value = round(value)
         for wrong, message in mistakes:
             if value == wrong and value != one * 2 * n_layers:
                 raise Wrong(f"{message} (d={d}, m={m}, {n_layers} layers: you gave {value:,})")

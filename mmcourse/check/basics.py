@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches, scalar
 from mmcourse.metrics import precision_recall_f1
 
 
@@ -68,7 +68,7 @@ def f1_from_confusion(fn) -> None:
     for cm in ([[50, 10], [5, 35]], [[90, 2], [30, 8]], [[3, 40], [1, 60]]):
         cm = torch.tensor(cm)
         prec, rec, f1 = (v.double() for v in precision_recall_f1(cm))  # each (2,): per class
-        got = torch.as_tensor(attempt(fn, cm), dtype=torch.float64).reshape(())
+        got = scalar(attempt(fn, cm), f"F1 for cm={cm.tolist()}")
         mistakes = ((prec[1], "that is precision TP / (TP + FP); F1 combines it with recall."),
                     (rec[1], "that is recall TP / (TP + FN); F1 combines it with precision."),
                     (f1[0], "that is the F1 of class 0; the positive class is 1 (cm[1, 1] = TP)."),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches, scalar
 
 
 def _logits(seed: int, shape=(4, 5)) -> torch.Tensor:
@@ -30,28 +30,26 @@ def kd_loss(fn) -> None:
     """Check ``fn(student_logits, teacher_logits, T) -> scalar``."""
     s, t, T = _logits(0), _logits(1), 3.0
     B, C = s.shape
-    got = torch.as_tensor(attempt(fn, s, t, T), dtype=torch.float64)
     p, log_q = torch.softmax(t / T, 1), torch.log_softmax(s / T, 1)  # (B, C) each
     kl = _kl(p, log_q)
-    if got.numel() == 1:
-        got = got.reshape(())
-        mistakes = ((kl, "you forgot the T² factor that keeps the gradient's size independent of T."),
-                    (kl * B * T**2, "you summed over the batch; take the mean over examples."),
-                    (T * kl, "the factor is T², not T."),
-                    (T**2 * _kl(log_q.exp(), p.log()), "the KL is the wrong way round: "
-                                                       "KL(p_teacher ‖ q_student) weights by "
-                                                       "the teacher's p."),
-                    (T**2 * _kl(torch.softmax(t, 1), torch.log_softmax(s, 1)),
-                     "you left out the temperature inside: soften both distributions by dividing "
-                     "the logits by T."),
-                    (T**2 * -(p * log_q).sum(1).mean(), "that is the cross-entropy −Σ p log q; "
-                                                        "the KL also has +Σ p log p."),
-                    (T**2 * kl / C, "you averaged over the classes too (F.kl_div's default "
-                                    "reduction='mean'); sum over classes, mean over the batch "
-                                    "(reduction='batchmean')."))
-        for value, message in mistakes:
-            if matches(got, value):
-                raise Wrong(message)
+    got = scalar(attempt(fn, s, t, T), "the loss")
+    mistakes = ((kl, "you forgot the T² factor that keeps the gradient's size independent of T."),
+                (kl * B * T**2, "you summed over the batch; take the mean over examples."),
+                (T * kl, "the factor is T², not T."),
+                (T**2 * _kl(log_q.exp(), p.log()), "the KL is the wrong way round: "
+                                                   "KL(p_teacher ‖ q_student) weights by "
+                                                   "the teacher's p."),
+                (T**2 * _kl(torch.softmax(t, 1), torch.log_softmax(s, 1)),
+                 "you left out the temperature inside: soften both distributions by dividing "
+                 "the logits by T."),
+                (T**2 * -(p * log_q).sum(1).mean(), "that is the cross-entropy −Σ p log q; "
+                                                    "the KL also has +Σ p log p."),
+                (T**2 * kl / C, "you averaged over the classes too (F.kl_div's default "
+                                "reduction='mean'); sum over classes, mean over the batch "
+                                "(reduction='batchmean')."))
+    for value, message in mistakes:
+        if matches(got, value):
+            raise Wrong(message)
     expect_close(got, T**2 * kl, "the loss")
 
 

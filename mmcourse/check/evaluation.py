@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, expect_shape, matches, scalar
 
 
 def _bins(conf: torch.Tensor, correct: torch.Tensor, K: int, *, right_closed: bool = True,
@@ -52,7 +52,7 @@ def ece(fn) -> None:
     probs = ((1 - conf) / 2)[:, None].repeat(1, 3)  # (8, 3): the rest shared by two classes
     probs[torch.arange(8), pred] = conf
     labels = torch.where(correct.bool(), pred, (pred + 1) % 3)
-    got = float(attempt(fn, probs.clone(), labels.clone(), 4))
+    got = scalar(attempt(fn, probs, labels, 4), "ECE").item()
     bins, N = _bins(conf, correct, 4), len(conf)
     half_open = (_bins(conf, correct, 4, right_closed=False),
                  _bins(conf, correct, 4, right_closed=False, drop_one=True))
@@ -151,9 +151,11 @@ def fgsm_step(fn) -> None:
          "image": torch.tensor([[[0.5, 0.25]], [[0.9, 0.0]]], dtype=torch.float64)}
     labels = torch.tensor([0, 0])  # row 0 is predicted 1, row 1 is predicted 0 (right)
     eps = 0.125
-    got = attempt(fn, model, {k: v.clone() for k, v in x.items()}, labels.clone(), eps, "audio")
+    got = attempt(fn, model, x, labels, eps, "audio")
     if not isinstance(got, dict) or sorted(got) != ["audio", "image"]:
         raise Wrong("return the whole input dict, {'audio': ..., 'image': ...}, with only the attacked modality changed.")
+    for k in sorted(x):
+        expect_shape(got[k], x[k].shape, f"the {k}")
     z = model(x).detach()
     p = z.softmax(1)
     dz0 = (p[:, 0] - (labels == 0).double())[:, None, None]  # ∂CE/∂z0, (2, 1, 1)
@@ -174,7 +176,8 @@ def fgsm_step(fn) -> None:
 
 
 # ---------------------------------------------------------------------------------- notebook 11
-@exercise(task=": an nn.Module class whose forward(image (B, 1, 28, 28), audio (B, 40, 13)) "
+@exercise(takes="class",
+          task=": an nn.Module class whose forward(image (B, 1, 28, 28), audio (B, 40, 13)) "
                "returns (B, 10) logits using both inputs",
           hints=("Each input needs its own small encoder that turns it into a (B, D) vector; what "
                  "does a Linear layer need the input to look like first?",
@@ -191,11 +194,15 @@ def two_input_model(factory) -> None:
         raise Wrong(f"return an nn.Module instance, got {type(model).__name__}.")
     model.eval()
     image, audio = torch.randn(2, 1, 28, 28), torch.randn(2, 40, 13)
-    out = model(image, audio)
-    if tuple(out.shape) != (2, 10):
-        raise Wrong(f"the output must be (B, 10) logits, got {tuple(out.shape)}.")
-    for name, changed in (("image", model(image + 1.0, audio)), ("audio", model(image, audio + 1.0))):
-        if torch.allclose(changed, out):
+    out = attempt(model, image, audio)  # forward gets copies too: a note if it changes them
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, 10):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise Wrong(f"the output must be (B, 10) logits, here (2, 10); got {got}.")
+    if not torch.isfinite(out).all():
+        raise Wrong("the logits contain nan or inf.")
+    for name, changed in (("image", attempt(model, image + 1.0, audio)),
+                          ("audio", attempt(model, image, audio + 1.0))):
+        if torch.allclose(torch.as_tensor(changed), out):
             raise Wrong(f"changing the {name} does not change the output: that input is ignored.")
 
 

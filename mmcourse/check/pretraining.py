@@ -8,15 +8,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_close, matches, scalar
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def _scalar(x) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.float64).reshape(())
 
 
 # ---------------------------------------------------------------------------------- notebook 03
@@ -41,7 +37,7 @@ def alignment_uniformity(fn) -> None:
     got = attempt(fn, z1.clone(), z2.clone())
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         raise Wrong("return a pair (alignment, uniformity).")
-    a, un = (_scalar(x) for x in got)
+    a, un = scalar(got[0], "alignment"), scalar(got[1], "uniformity")
     if matches(a, want_unif) and matches(un, want_align):
         raise Wrong("the two values are swapped: return (alignment, uniformity), in that order.")
     if matches(a, ((z1 - z2) ** 2).sum(1).mean()):
@@ -93,7 +89,7 @@ def knn_accuracy(fn) -> None:
     first = None
     for k in (1, 5):
         want = vote(sims, k)
-        got = _scalar(attempt(fn, Xtr.clone(), ytr.clone(), Xte.clone(), yte.clone(), k))
+        got = scalar(attempt(fn, Xtr, ytr, Xte, yte, k), f"accuracy with k={k}")
         if first is not None and matches(got, first) and not matches(want, vote(sims, 1)):
             raise Wrong("you get the same accuracy for k = 1 and k = 5: is k used?")
         mistakes = ((vote(sims, k, largest=False), "you voted with the k *least* similar "
@@ -125,7 +121,7 @@ def cka_from_gram(fn) -> None:
     g = _gen(40)
     X = torch.randn(9, 3, generator=g, dtype=torch.float64) + 2.0  # not centred on purpose
     Y = X @ torch.randn(3, 5, generator=g, dtype=torch.float64) + torch.randn(9, 5, generator=g, dtype=torch.float64)
-    got = _scalar(attempt(fn, X @ X.T, Y @ Y.T))
+    got = scalar(attempt(fn, X @ X.T, Y @ Y.T), "CKA")
     K, L = X @ X.T, Y @ Y.T  # (9, 9) each
     C = torch.eye(9, dtype=torch.float64) - 1 / 9
     Kc, Lc = C @ K @ C, C @ L @ C
@@ -153,7 +149,7 @@ def attack_success_rate(fn) -> None:
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 5])
     preds = torch.tensor([0, 0, 2, 0, 0, 0, 0, 3, 1, 0])
     want = torch.tensor(5 / 7, dtype=torch.float64)  # 7 non-target rows, 5 of them predicted 0
-    got = _scalar(attempt(fn, preds.clone(), labels.clone(), 0))
+    got = scalar(attempt(fn, preds, labels, 0), "the attack success rate")
     mistakes = ((7 / 10, "examples that truly are the target class cannot be 'attacked': leave them out."),
                 (2 / 7, "that is the fraction the attack *failed* on; count the predictions equal "
                         "to the target."),

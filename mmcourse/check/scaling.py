@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mmcourse.check.core import Wrong, attempt, exercise, matches
+from mmcourse.check.core import Wrong, attempt, exercise, expect_shape, matches, scalar
 
 
 @exercise(task="(num_params) -> int: the bytes DistributedDataParallel all-reduces per step for a "
@@ -16,11 +16,7 @@ from mmcourse.check.core import Wrong, attempt, exercise, matches
 def gradient_bytes_per_step(fn) -> None:
     """Check ``fn(num_params) -> int`` = 4 · num_params."""
     for p in (16_044, 22_713_216, 1):
-        got = attempt(fn, p)
-        try:
-            value = float(got)
-        except (TypeError, ValueError) as e:
-            raise Wrong(f"return a number of bytes (an int), got {type(got).__name__}.") from e
+        value = scalar(attempt(fn, p), kind="a number of bytes (an int)").item()
         mistakes = ((p, "that is the number of gradient entries; each float32 entry takes 4 bytes."),
                     (8 * p, "8 bytes is float64; the course trains in float32 (4 bytes)."),
                     (32 * p, "32 is bits per float32; the question asks for bytes."),
@@ -44,7 +40,7 @@ def rank_shard(fn) -> None:
     """Check ``fn(batch, rank, world) -> (B/world,)`` = ``batch[rank::world]``."""
     batch = torch.tensor([11, 4, 7, 0, 9, 2, 5, 8])
     for world, rank in ((2, 0), (2, 1), (4, 3)):
-        got = attempt(fn, batch.clone(), rank, world)
+        got = attempt(fn, batch, rank, world)
         want = batch[rank::world]
         size = len(batch) // world
         block = batch[rank * size:(rank + 1) * size]
@@ -54,8 +50,9 @@ def rank_shard(fn) -> None:
         if matches(got, torch.arange(len(batch))[rank::world]):
             raise Wrong("you returned positions in the batch; return the row indices stored there "
                         "(index the batch).")
-        if torch.as_tensor(got).numel() == len(batch):
+        if matches(got, batch):
             raise Wrong("every rank would train on the whole batch: each rank needs only its share.")
+        expect_shape(got, want.shape, f"the shard of rank {rank} of {world}")
         if not matches(got, want):
             raise Wrong(f"for world {world}, rank {rank} the shard is off: got "
                         f"{torch.as_tensor(got).tolist()}.")

@@ -19,8 +19,8 @@ def mean_image_per_digit(fn) -> None:
     g = torch.Generator().manual_seed(0)
     X = torch.rand(40, 5, 6, generator=g, dtype=torch.float64)
     y = torch.arange(40) % 10
-    got = attempt(fn, X, y)
-    want = torch.stack([X[y == c].mean(0) for c in range(10)])
+    want = torch.stack([X[y == c].mean(0) for c in range(10)])  # (10, 5, 6)
+    got = attempt(fn, X, y)  # fn gets copies: whatever it does to them, X and y stay as they are
     if matches(got, X.mean(0)):
         raise Wrong("that is one average over all images; average each digit's images separately.")
     if matches(got, 4 * want):
@@ -40,8 +40,8 @@ def cosine_similarity_matrix(fn) -> None:
     """Check ``fn(E) -> (N, N)`` for unnormalised (N, D) embeddings."""
     g = torch.Generator().manual_seed(1)
     E = torch.randn(7, 5, generator=g, dtype=torch.float64) * torch.arange(1, 8)[:, None]
-    got = attempt(fn, E)
     unit = F.normalize(E, dim=1)
+    got = attempt(fn, E)
     if matches(got, E @ E.T):
         raise Wrong("that is the plain dot product: long vectors get large scores.")
     cols = F.normalize(E, dim=0)
