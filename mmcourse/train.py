@@ -9,6 +9,12 @@ Hooks: pass objects with any of ``on_batch_end(state)``, ``on_after_backward(sta
 ``on_epoch_end(state)``. Setting ``state.stop = True`` stops after the current batch and still
 returns a usable model. Widgets (``mmcourse.widgets``) attach here; ``fit`` itself draws nothing.
 
+Guards, each failing loudly before time is wasted: the config and data are checked up front
+(validation data from a test split are refused, also a slice or shuffle of one), labels against
+the model's output size after the first forward, and every epoch for a divergence (a NaN/inf loss
+or features, a loss 100x the untrained model's or 10x epoch 0's, a weight beyond 1e6): ``fit``
+warns, stops, and leaves finite weights, saying which.
+
 Precision: float32 by default; ``FitConfig(precision="auto")`` trains in mixed precision on a GPU
 (bfloat16, or float16 with loss scaling where bfloat16 is missing): ``runtime.choose_precision``.
 """
@@ -25,9 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmcourse.fusion.base import NonFiniteFeatures
 from mmcourse.runtime import PRECISIONS, bf16_supported, choose_precision, pick_device
 
 Inputs = Tensor | dict[str, Tensor]
+# A trainable weight beyond 1e6 has blown up: float32 spacing there is 0.06, so an update of
+# lr·1 = 1e-3 no longer even moves it.
+MAX_WEIGHT = 1e6
 
 
 @dataclass
@@ -44,7 +54,7 @@ class FitConfig:
     # has it, float16 + GradScaler on one that doesn't (Colab's T4), fp32 on CPU/MPS; "bf16"; "fp16"
     precision: str = "fp32"
     compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
-    grad_clip: float | None = None
+    grad_clip: float | None = None  # max gradient norm (clip_grad_norm_), e.g. 1.0; None: no clipping
     seed: int = 0
 
 
@@ -139,6 +149,10 @@ def _check_config(config: FitConfig) -> None:
         raise ValueError(f"FitConfig.precision={config.precision!r}: use one of {PRECISIONS} (default 'fp32')")
     if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
         raise ValueError(f"FitConfig.patience={config.patience!r}: use None (no early stopping) or an integer >= 1")
+    clip = config.grad_clip  # a negative max norm flips every gradient: gradient *ascent*
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not math.isfinite(clip) or clip <= 0):
+        raise ValueError(f"FitConfig.grad_clip={clip!r}: use None (no clipping) or a finite number > 0, e.g. 1.0")
 
 
 def _check_split(name: str, split) -> None:
@@ -171,6 +185,77 @@ def _is_test_labels(labels: Tensor) -> bool:
     return av is not None and av.is_test_labels(labels)
 
 
+def _check_not_test(inputs: Inputs, labels: Tensor) -> None:
+    """Raise ``ValueError`` when validation data are (a slice, subset or shuffle of) a test split."""
+    import sys
+    av = sys.modules.get("mmcourse.data.av")
+    if av is None:
+        return
+    why = None
+    if av.is_test_labels(labels, runs=False):
+        why = "its labels are a test split's"
+    elif av.is_test_labels(labels):
+        why = f"its labels are a run of {len(labels)} labels of a test split"
+    elif n := av.test_rows(inputs):
+        why = f"{n} of its {num_rows(inputs)} rows are test examples"
+    if why:
+        raise ValueError(f"the validation data passed to fit come from a test split (load_av_digits('test')): {why}. "
+                         "fit selects the best epoch on validation data, so pass the 'val' split (or rows of it); "
+                         "the test split is for the final report only")
+
+
+def _check_classes(out, top: dict[str, int], default_loss: bool) -> None:
+    """After the first forward: raise ``ValueError`` when a label is not one of the model's outputs."""
+    logits = out.get("logits") if isinstance(out, dict) else out
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        return  # e.g. per-token outputs (B, T, C) under a custom loss_fn
+    C = logits.shape[1]
+    for name, m in top.items():  # train labels only meet the default loss; val ones always (evaluate)
+        if m >= C and (default_loss or name == "val"):
+            raise ValueError(f"{name} labels go up to {m} but the model outputs {C} logits per example (classes "
+                             f"0 .. {C - 1}): give its last layer {m + 1} outputs (e.g. nn.Linear(..., {m + 1})), "
+                             f"or relabel the data to 0 .. {C - 1}")
+
+
+def _max_weight(params) -> float:
+    """The largest |w| over the trainable weights; nan/inf when one is not finite."""
+    with torch.no_grad():
+        peaks = [p.detach().abs().max().float() for p in params if p.is_floating_point() and p.numel()]
+        return torch.stack([x.to(peaks[0].device) for x in peaks]).max().item() if peaks else 0.0
+
+
+def _blow_up(losses: list[float], init_loss: float | None, classes: int | None, params) -> str | None:
+    """Why the epoch just trained blew up (its loss huge but finite, or a weight), else None.
+
+    A normal epoch's mean loss stays near the untrained model's (cross-entropy: about ln C) or
+    below: over 100x that, or over 10x epoch 0's mean (which already averages the fast first
+    steps) and by more than 1, is a run that diverged without reaching inf yet.
+    """
+    loss = losses[-1]
+    if init_loss is not None and classes:  # the default cross-entropy: its scale is known
+        ref = max(init_loss, math.log(max(classes, 2)))
+        if loss > 100 * ref:
+            return f"its mean training loss {loss:.3g} is over 100x the untrained model's ({ref:.3g})"
+    if len(losses) > 1 and losses[0] > 0 and loss > 10 * losses[0] and loss - losses[0] > 1:
+        return f"its mean training loss {loss:.3g} is over 10x epoch 0's ({losses[0]:.3g})"
+    w = _max_weight(params)
+    if not w <= MAX_WEIGHT:
+        return f"a weight reached {w:.3g}"
+    return None
+
+
+def _fall_back(model: nn.Module, params, best_epoch: int | None, before_update: bool, fallback: dict,
+               state: State) -> str:
+    """After a divergence, leave finite, sane weights in ``model``; say which they are."""
+    if best_epoch is not None:  # fit loads them at the end
+        return f"fit returns the weights of epoch {best_epoch}, the best on validation before it diverged"
+    if before_update and _max_weight(params) <= MAX_WEIGHT:  # a NaN loss stopped fit before its update
+        return f"the model keeps the weights of its last finite step (step {state.step})"
+    model.load_state_dict(fallback)
+    return ("the model is reset to its initial weights" if state.epoch == 0 else
+            f"the model is reset to its weights at the end of epoch {state.epoch - 1}")
+
+
 def _call(callbacks, name: str, state: State) -> None:
     for cb in callbacks:
         hook = getattr(cb, name, None)
@@ -191,12 +276,16 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     Returns:
         history with per-epoch lists ``train_loss``, ``val_loss``, ``val_acc``, ``seconds``,
         ``samples_per_s``; with val data also ``best_epoch`` and ``best_val_acc``, and
-        ``stopped_early`` when patience ran out, and ``diverged`` (True when the training loss
-        became NaN/inf: ``fit`` warns once and stops before that update).
+        ``stopped_early`` when patience ran out, and ``diverged``: True when the run diverged
+        (a NaN/inf loss or features, or a blow-up: see ``_blow_up``); ``fit`` then warns once,
+        stops, and says which finite weights the model holds (the best-val epoch's, the last
+        finite step's, or those from before the epoch that blew up). The train_loss of an epoch
+        that blew up is recorded, its validation is not.
 
     Raises:
-        ValueError: empty data, NaN/inf inputs, labels that are not int64 class indices,
-            epochs/batch_size < 1, lr <= 0, or a test split passed as validation data.
+        ValueError: empty data, NaN/inf inputs, labels that are not int64 class indices or that
+            the model has no output for, a bad FitConfig field, or validation data taken from a
+            test split (also a slice, subset or shuffle of it).
 
     Model selection is on validation, never on test: with ``val`` given (and
     ``config.restore_best``, the default) the returned model holds the weights of the epoch with
@@ -208,16 +297,13 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     _check_split("train", train)
     if val is not None:
         _check_split("val", val)
+        _check_not_test(*val)
+    top = {name: int(torch.as_tensor(split[1]).max()) for name, split in (("train", train), ("val", val)) if split}
     device = pick_device(config.device)
-    loss_fn = loss_fn or _default_loss
+    default_loss, loss_fn = loss_fn is None, loss_fn or _default_loss
     g = torch.Generator().manual_seed(config.seed)
     X, y = to_device(train[0], device), train[1].to(device)
     n = num_rows(X)
-    diverged = False
-    if val is not None and _is_test_labels(val[1]):
-        raise ValueError("the validation labels passed to fit are a test split's (load_av_digits('test')): "
-                         "fit selects the best epoch on validation data, so pass the 'val' split; "
-                         "the test split is for the final report only")
     model.to(device)
     step_model = torch.compile(model) if config.compile else model
     params = [p for p in model.parameters() if p.requires_grad]
@@ -234,20 +320,28 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)  # disabled: passes everything through
     history = {k: [] for k in ("train_loss", "val_loss", "val_acc", "seconds", "samples_per_s")}
     state = State(model, opt, config, device, history)
-    best_acc, best_state, bad_epochs = -1.0, None, 0
+    best_acc, best_state, bad_epochs, why, nan_loss = -1.0, None, 0, None, False
+    init_loss = classes = None  # the untrained model's loss and output size: the blow-up reference
     for epoch in range(config.epochs):
+        if best_state is None or not config.restore_best:  # what a diverging epoch falls back to
+            fallback = copy.deepcopy(model.state_dict())
         state.epoch, t0, total, seen = epoch, time.perf_counter(), 0.0, 0
         model.train()
         for idx in torch.randperm(n, generator=g).split(config.batch_size):
             idx = idx.to(device)
             with _autocast(device, amp_dtype):
-                loss = loss_fn(step_model(take(X, idx)), y[idx])
-            if not torch.isfinite(loss.detach()).all():  # diverged: stop before the step ruins the weights
-                diverged = state.stop = True
-                warnings.warn(
-                    f"training loss became {loss.item()} at epoch {epoch}, step {state.step}: the run "
-                    f"diverged (learning rate {config.lr:g} too high?). Training stopped before that "
-                    "update; lower the learning rate (e.g. 10x) or set grad_clip.", RuntimeWarning, stacklevel=2)
+                try:
+                    out = step_model(take(X, idx))
+                except NonFiniteFeatures:  # the inputs were checked finite: the weights did this
+                    if state.step == 0:
+                        raise  # the untrained model: its encoder, not the learning rate
+                    why = f"the features became NaN/inf at epoch {epoch}, step {state.step} (the inputs were finite)"
+                    break
+                if state.step == 0:
+                    _check_classes(out, top, default_loss)
+                loss = loss_fn(out, y[idx])
+            if not torch.isfinite(loss.detach()).all():  # stop before the step ruins the weights
+                why, nan_loss = f"the training loss became {loss.item()} at epoch {epoch}, step {state.step}", True
                 break
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -257,6 +351,8 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             scaler.step(opt)  # = opt.step(), skipped when float16 gradients overflowed
             scaler.update()
+            if state.step == 0 and default_loss and logits_of(out).dim() == 2:
+                init_loss, classes = loss.item(), logits_of(out).shape[1]
             state.step += 1
             state.loss, state.batch_size = loss.item(), len(idx)
             total, seen = total + state.loss * len(idx), seen + len(idx)
@@ -264,28 +360,42 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
             if state.stop:
                 break
         seconds = time.perf_counter() - t0
-        if seen == 0:  # diverged on the epoch's first batch: nothing to report for it
-            break
-        history["train_loss"].append(total / seen)
-        history["seconds"].append(seconds)
-        history["samples_per_s"].append(seen / seconds)
-        if val is not None:
-            metrics = evaluate(model, val[0], val[1], precision=config.precision)
-            history["val_loss"].append(metrics["loss"])
-            history["val_acc"].append(metrics["acc"])
-            if metrics["acc"] > best_acc:
-                best_acc, bad_epochs = metrics["acc"], 0
-                best_state = copy.deepcopy(model.state_dict())
-                history["best_epoch"], history["best_val_acc"] = epoch, metrics["acc"]
+        if seen:
+            history["train_loss"].append(total / seen)
+            history["seconds"].append(seconds)
+            history["samples_per_s"].append(seen / seconds)
+            if why is None and (blown := _blow_up(history["train_loss"], init_loss, classes, params)):
+                why = f"training blew up at epoch {epoch}: {blown}"
+        if val is not None and why is None:
+            try:
+                metrics = evaluate(model, val[0], val[1], precision=config.precision)
+            except NonFiniteFeatures:
+                why = f"the validation features became NaN/inf after epoch {epoch}"
             else:
-                bad_epochs += 1
+                history["val_loss"].append(metrics["loss"])
+                history["val_acc"].append(metrics["acc"])
+                if metrics["acc"] > best_acc:
+                    best_acc, bad_epochs = metrics["acc"], 0
+                    best_state = copy.deepcopy(model.state_dict())
+                    history["best_epoch"], history["best_val_acc"] = epoch, metrics["acc"]
+                else:
+                    bad_epochs += 1
+        if why:
+            state.stop = True
+            best = history.get("best_epoch") if config.restore_best else None
+            kept = _fall_back(model, params, best, nan_loss, fallback, state)
+            cause = (f"the run diverged (learning rate {config.lr:g} too high?)" if state.step else
+                     "before any update, so not the learning rate: check the model and loss_fn")
+            warnings.warn(f"{why}: {cause}. Training stopped; {kept}. Lower the learning rate (e.g. 10x) or set "
+                          "grad_clip (e.g. 1.0).", RuntimeWarning, stacklevel=2)
+            break
         _call(callbacks, "on_epoch_end", state)
         if state.stop:
             break
         if config.patience is not None and val is not None and bad_epochs >= config.patience:
             history["stopped_early"] = True
             break
-    history["diverged"] = diverged
+    history["diverged"] = why is not None
     if config.restore_best and best_state is not None:
         model.load_state_dict(best_state)  # select on validation: the best epoch, not the last
     model.eval()

@@ -93,7 +93,7 @@ def test_errors_name_the_fix():
         fit(nn.Linear(4, 2), ({"a": X, "b": X[:10]}, y), config=FitConfig(epochs=1, device="cpu"))
     with pytest.raises(ValueError, match="adamw"):
         fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, optimizer="rmsprop", device="cpu"))
-    with pytest.raises(ValueError, match="not available"):
+    with pytest.raises(ValueError, match="'tpu' is not a device name"):
         fit(nn.Linear(4, 2), (X, y), config=FitConfig(epochs=1, device="tpu"))
 
 

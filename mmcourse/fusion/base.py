@@ -14,6 +14,11 @@ from torch import Tensor, nn
 MASKING_METHODS = "WeightedSumFusion, LateFusion or CrossAttentionFusion"
 
 
+class NonFiniteFeatures(ValueError):
+    """Features reaching a fusion are NaN/inf. ``mmcourse.train.fit`` checks that the raw inputs
+    are finite before training, so when this is raised mid-training it reports a divergence
+    (weights blown up by too high a learning rate) instead of this message about the data."""
+
 
 def _autocast_on(device_type: str) -> bool:
     """Whether autocast is active for ``device_type``: then bf16/fp16 features meeting float32
@@ -52,7 +57,8 @@ class Fusion(nn.Module):
 
         Raises:
             KeyError: an unknown modality, or a missing one when the method cannot mask.
-            ValueError: wrong rank or feature size, unequal batch sizes, NaN or inf values.
+            ValueError: wrong rank or feature size, unequal batch sizes; ``NonFiniteFeatures`` (a
+                ``ValueError``) for NaN or inf values.
         """
         if not isinstance(feats, dict):
             raise TypeError(f"fusion takes a dict of (B, D) tensors keyed by modality, got {type(feats).__name__}")
@@ -80,8 +86,8 @@ class Fusion(nn.Module):
                 raise TypeError(f"{k!r} features are {x.dtype} but this {type(self).__name__}'s weights are "
                                 f"{param.dtype}: convert one of them, e.g. feats[{k!r}].float() or fusion.double()")
             if not torch.isfinite(x).all():
-                raise ValueError(f"{k!r} features contain NaN or inf; check that modality's input "
-                                 "and encoder (e.g. torch.nan_to_num on the raw data)")
+                raise NonFiniteFeatures(f"{k!r} features contain NaN or inf; check that modality's input "
+                                        "and encoder (e.g. torch.nan_to_num on the raw data)")
         if len(set(batch.values())) != 1:
             raise ValueError(f"every modality needs the same batch size, got {batch}")
         return present
