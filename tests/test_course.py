@@ -40,7 +40,8 @@ def test_cell_pins_the_package_to_this_version_without_dependencies():
     cell = course.colab_cell("08")
     url = f"mmcourse @ git+{course.REPOSITORY}@v{mmcourse.__version__}"
     assert f'pip + ["--no-deps", "{url}"]' in cell
-    assert '"google.colab" in sys.modules' in cell and "%pip" not in cell
+    assert '"google.colab" in sys.modules' in cell
+    assert not [line for line in cell.splitlines() if line.lstrip().startswith(("%", "!"))]  # no magics
     assert '"peft>=0.10"' in cell and '"peft' not in course.colab_cell("01")
     assert course.release_tag() == f"v{mmcourse.__version__}"
     compile(cell, "cell", "exec")  # plain Python: survives jupytext and runs as a no-op here
@@ -101,3 +102,39 @@ def test_write_inserts_the_cell_after_the_title_when_missing(tmp_path):
     assert f"\n\n# %%\n{course.colab_cell('12')}\n\n# %%\n" in (tmp_path / "12_new.py").read_text()
     cell = json.loads((tmp_path / "12_new.ipynb").read_text())["cells"][1]
     assert "".join(cell["source"]) == course.colab_cell("12") and cell["outputs"] == []
+
+
+def _run_in_fake_colab(monkeypatch, lesson: str, returncode: int) -> list:
+    """Execute lesson's cell as Colab would on a fresh runtime, with pip faked: returns pip's argvs."""
+    import importlib.util
+    import subprocess
+    import sys
+    import types
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        fails = returncode and any(str(a).startswith("mmcourse @") for a in cmd)
+        return subprocess.CompletedProcess(cmd, returncode if fails else 0, stdout="",
+                                           stderr="error: pathspec 'v0' did not match any file(s) known to git")
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mmcourse" else find_spec(name, *a))
+    exec(compile(course.colab_cell(lesson), "cell", "exec"), {})
+    return calls
+
+
+def test_cell_on_colab_installs_the_extras_then_the_pinned_package(monkeypatch):
+    calls = _run_in_fake_colab(monkeypatch, "08", returncode=0)
+    assert len(calls) == 2 and course.PEFT in calls[0] and "--no-deps" not in calls[0]
+    assert calls[1][-2:] == ["--no-deps", f"mmcourse @ git+{course.REPOSITORY}@{course.release_tag()}"]
+
+
+def test_cell_on_colab_says_which_tag_failed_and_how_to_install_the_branch(monkeypatch):
+    with pytest.raises(RuntimeError) as e:
+        _run_in_fake_colab(monkeypatch, "05", returncode=1)
+    message = str(e.value)
+    assert "did not match any file(s) known to git" in message  # pip's own words come first
+    assert f"pip could not install mmcourse from tag {course.release_tag()} of {course.REPOSITORY}" in message
+    assert f'\n!pip install -q --no-deps "mmcourse @ git+{course.REPOSITORY}@{course.BRANCH}"\n' in message
