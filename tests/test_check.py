@@ -98,12 +98,39 @@ def test_attempt_hands_out_copies_and_notes_changes(capsys):
         double(lambda *args: args[0].fill_(7))  # wrong, and the note names the argument as written
         out = capsys.readouterr().out
         assert "[x] double: not quite. 2W is off by up to 5." in out and "`args[0]`" in out
+        double(lambda *args: [args[0].mul(2)][0])
+        assert double.last is True and "Note" not in capsys.readouterr().out
         double(lambda W: W.mul(2))
         assert double.last is True and "Note" not in capsys.readouterr().out
     finally:
         del check.REGISTRY["double"]
     W = torch.ones(2)
     assert check.attempt(lambda w: w.add_(1), W).tolist() == [2.0, 2.0] and W.tolist() == [1.0, 1.0]
+
+
+def test_changes_tell_a_replaced_entry_from_a_tensor_changed_in_place():
+    from mmcourse.check.inputs import changes, copy_inputs, identities, mutation_note
+    before = {"a": torch.zeros(2), "xs": [torch.ones(1)], "t": (torch.ones(1),)}
+    after = copy_inputs(before)
+    held = identities(after)
+    assert changes(before, after, "d", held) == []
+    after["t"][0].add_(1)  # a tensor inside a tuple, in place
+    after["xs"].append(3)  # a list grown
+    after["a"] = torch.ones(2)  # an entry replaced
+    found = changes(before, after, "d", held)
+    assert found == [("d", "dict")]
+    del after["a"]
+    after["a"] = before["a"].clone()  # same values, same keys, but the entry is another object
+    assert changes(before, after, "d", held) == [("d", "dict")]
+    after = copy_inputs(before)
+    held = identities(after)
+    after["xs"].append(3)
+    after["t"][0].add_(1)
+    found = changes(before, after, "d", held)
+    assert found == [("d['xs']", "list"), ("d['t'][0]", "tensor")]
+    assert mutation_note(found) == ("your function changed its inputs `d['xs']`, `d['t'][0]` in place; "
+                                    "build a new list instead (e.g. d['xs'] + [value] rather than "
+                                    "d['xs'].append(value)).")
 
 
 def test_a_checker_that_lets_nan_through_still_grades_it_wrong(capsys):
@@ -129,7 +156,7 @@ def test_scalar_and_expect_shape_name_what_is_wrong():
         check.scalar(torch.ones(2), "p")
     with pytest.raises(check.Wrong, match=r"^return a whole number, got a str\.$"):
         check.scalar("many", kind="a whole number")
-    with pytest.raises(check.Wrong, match=r"^p is nan: a right answer is finite"):
+    with pytest.raises(check.Wrong, match=r"^p is nan; a right answer is a finite number \(look for a"):
         check.scalar(float("nan"), "p")
     with pytest.raises(check.Wrong, match=r"^z has shape \(2, 3\), expected \(3,\)\.$"):
         check.expect_shape(torch.ones(2, 3), (3,), "z")

@@ -16,6 +16,7 @@ Per exercise in ``check.EXERCISES`` (its reference in ``solutions.py`` is the ho
 
 import copy
 import functools
+import inspect
 import math
 
 import pytest
@@ -162,13 +163,8 @@ def test_right_answer_that_scribbles_on_its_inputs_is_right_with_a_note(name, ca
     last, out = _run(name, mutating, capsys)
     assert last is True, out
     assert out.startswith(f"[ok] {name}: ") and "\n    Note: your function changed its input" in out
-    first = next(p for p, a in zip(_param_names(ref), _calls(name)[0]) if _has_tensor(a))
+    first = next(p for p, a in zip(inspect.signature(ref).parameters, _calls(name)[0]) if _has_tensor(a))
     assert f"`{first}" in out, out
-
-
-def _param_names(fn) -> list[str]:
-    import inspect
-    return list(inspect.signature(fn).parameters)
 
 
 @pytest.mark.parametrize("name", WITH_TENSOR_INPUTS)
@@ -322,7 +318,9 @@ def test_the_note_names_the_input_and_the_fix(capsys):
     assert "changed its inputs `feats['image']`, `feats['audio']` in place" in out
     assert "(e.g. feats['image'] + ... rather than feats['image'] += ...)" in out
     _, out = _run("aux_loss", _aux_in_place, capsys)
-    assert "changed its input `lambdas` in place; build a new one instead" in out
+    assert "changed its input `lambdas` in place; build a new dict instead (e.g. {**lambdas, key: value}" in out
+    _, out = _run("fgsm_step", _fgsm_in_place, capsys)  # an entry replaced: the dict changed, not the tensor
+    assert "changed its input `inputs` in place; build a new dict instead" in out
 
 
 def test_changing_a_models_weights_is_noted(capsys):
@@ -346,7 +344,7 @@ def test_nan_or_inf_in_the_answer_is_wrong(name, value, where, capsys):
 
 def test_recall_at_k_of_nan_names_the_problem(capsys):
     last, out = _run("recall_at_k", lambda *args: float("nan"), capsys)
-    assert last is False and "recall@1 is nan" in out
+    assert last is False and "recall@1 is nan; a right answer is a finite number" in out
 
 
 # ---------------------------------------------------------------------------------- shapes

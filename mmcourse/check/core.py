@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import torch
 
-from mmcourse.check.inputs import arg_paths, changes, copy_inputs, mutation_note, nonfinite
+from mmcourse.check.inputs import arg_paths, changes, copy_inputs, identities, mutation_note, nonfinite
 
 
 class NotSolved(Exception):
@@ -75,6 +75,7 @@ def attempt(fn: Callable, *args, **kwargs):
     """
     copies = [copy_inputs(a) for a in args]
     kw_copies = {k: copy_inputs(v) for k, v in kwargs.items()}
+    held = identities([*copies, *kw_copies.values()])
     try:
         out = fn(*copies, **kw_copies)
     except NotImplementedError as e:
@@ -82,8 +83,8 @@ def attempt(fn: Callable, *args, **kwargs):
     finally:
         if _CALL is not None:
             paths = arg_paths(fn, len(args)) + list(kwargs)
-            found = [c for p, a, b in zip(paths, (*args, *kwargs.values()), (*copies, *kw_copies.values()))
-                     for c in changes(a, b, p)]
+            found = [c for p, a, b, h in zip(paths, (*args, *kwargs.values()), (*copies, *kw_copies.values()), held)
+                     for c in changes(a, b, p, h)]
             if found:
                 _CALL.note(mutation_note(found))
     if out is None:
@@ -101,7 +102,7 @@ def _shape(shape) -> str:
     return str(tuple(shape))
 
 
-NONFINITE = "a division by zero, or the log of 0?"
+NONFINITE = "look for a division by zero or the log of 0"
 
 
 def scalar(got, what: str = "", *, kind: str = "a scalar (one number)") -> torch.Tensor:
@@ -118,7 +119,7 @@ def scalar(got, what: str = "", *, kind: str = "a scalar (one number)") -> torch
         raise Wrong(f"return {kind}{where}, got shape {_shape(t.shape)}.")
     t = t.reshape(())
     if not torch.isfinite(t):
-        raise Wrong(f"{what or 'your answer'} is {t.item()}: a right answer is finite ({NONFINITE})")
+        raise Wrong(f"{what or 'your answer'} is {t.item()}; a right answer is a finite number ({NONFINITE}).")
     return t
 
 
@@ -144,7 +145,7 @@ def expect_close(got, want, what: str, *, atol: float = 1e-6, rtol: float = 1e-5
     else:
         got_t = expect_shape(got, want_t.shape, what).to(torch.float64)
         if not torch.isfinite(got_t).all():
-            raise Wrong(f"{what} contains nan or inf ({NONFINITE})")
+            raise Wrong(f"{what} contains nan or inf ({NONFINITE}).")
     if not torch.allclose(got_t, want_t, atol=atol, rtol=rtol):
         diff = (got_t - want_t).abs().max().item()
         raise Wrong(f"{what} is off by up to {diff:.3g}.")
@@ -234,7 +235,7 @@ class Exercise:
             what = f"your code raised {type(e).__name__}: {e}."
         else:
             if call.nonfinite:  # a checker let it through: nan or inf is never right
-                what = f"not quite. your function returned nan or inf ({NONFINITE})"
+                what = f"not quite. your function returned nan or inf ({NONFINITE})."
             else:
                 self.last = self.tried = True
                 print(f"[ok] {self.name}: {self.success}" + _notes(call))

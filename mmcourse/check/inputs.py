@@ -55,18 +55,37 @@ def _same(a: torch.Tensor, b) -> bool:
         a.isnan() & b.isnan()).all()))
 
 
-def changes(before, after, path: str) -> list[tuple[str, str]]:
-    """(path, "tensor" | "container" | "module") of every change from ``before`` to ``after``."""
+def identities(x):
+    """The ``id`` of every tensor and module inside ``x``, laid out like ``x`` (taken before the call)."""
+    if isinstance(x, (torch.Tensor, torch.nn.Module)):
+        return id(x)
+    if isinstance(x, dict):
+        return {k: identities(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [identities(v) for v in x]
+    return None
+
+
+def changes(before, after, path: str, held=None) -> list[tuple[str, str]]:
+    """(path, "tensor" | "dict" | "list" | "module") of every change from ``before`` to ``after``.
+
+    ``held`` is ``identities(after)`` from before the call: an entry that now holds another
+    object (``inputs["audio"] = new``) changed the dict or list, not the tensor.
+    """
     if isinstance(before, torch.Tensor):
         return [] if _same(before, after) else [(path, "tensor")]
-    if isinstance(before, dict):
-        if not isinstance(after, dict) or after.keys() != before.keys():
-            return [(path, "container")]
-        return [c for k in before for c in changes(before[k], after[k], f"{path}[{k!r}]")]
-    if isinstance(before, (list, tuple)):
-        if len(after) != len(before):
-            return [(path, "container")]
-        return [c for i, (b, a) in enumerate(zip(before, after)) for c in changes(b, a, f"{path}[{i}]")]
+    if isinstance(before, (dict, list)):
+        kind = type(before).__name__
+        keys = list(before) if kind == "dict" else range(len(before))
+        same_keys = list(after) == keys if kind == "dict" else len(after) == len(before)
+        held = held if held is not None else identities(after)
+        if not same_keys or any(isinstance(held[k], int) and id(after[k]) != held[k] for k in keys):
+            return [(path, kind)]
+        sub = (f"{path}[{k!r}]" for k in keys)
+        return [c for k, p in zip(keys, sub) for c in changes(before[k], after[k], p, held[k])]
+    if isinstance(before, tuple):  # immutable itself, but its tensors are not
+        held = held if held is not None else identities(after)
+        return [c for i, (b, a) in enumerate(zip(before, after)) for c in changes(b, a, f"{path}[{i}]", held[i])]
     if isinstance(before, torch.nn.Module):  # weights only: running statistics may move in train()
         old, new = dict(before.named_parameters()), dict(after.named_parameters())
         same = old.keys() == new.keys() and all(_same(v.detach(), new[k].detach()) for k, v in old.items())
@@ -74,16 +93,18 @@ def changes(before, after, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def mutation_note(changes: list[tuple[str, str]]) -> str:
-    paths = list(dict.fromkeys(p for p, _ in changes))
-    first, kind = changes[0]
+def mutation_note(found: list[tuple[str, str]]) -> str:
+    """One line for the learner: which inputs changed in place, and how to avoid it."""
+    paths = list(dict.fromkeys(p for p, _ in found))
+    first, kind = found[0]
     shown = ", ".join(f"`{p}`" for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     text = f"your function changed its input{'s' if len(paths) > 1 else ''} {shown} in place"
     if kind == "module":
         return text + " (its weights); compute with the weights, don't update them."
-    if kind == "container":
-        return text + (f"; build a new one instead (e.g. {{**{first}, key: value}} rather than "
-                       f"{first}[key] = value).")
+    if kind == "dict":
+        return text + f"; build a new dict instead (e.g. {{**{first}, key: value}} rather than {first}[key] = value)."
+    if kind == "list":
+        return text + f"; build a new list instead (e.g. {first} + [value] rather than {first}.append(value))."
     return text + f"; compute a new tensor instead (e.g. {first} + ... rather than {first} += ...)."
 
 
