@@ -9,16 +9,18 @@ names the file ``<name>-<fingerprint>.pt``, where the fingerprint hashes everyth
 determines the weights: the caller's ``key`` (every config field, the training data — tensors are
 hashed by dtype, shape and bytes — and data-variant settings), the model's architecture (class,
 parameter names and shapes) and ``CACHE_VERSION``, bumped whenever training code changes what a
-setting produces. Change any of it and a new file is trained; a sidecar ``.json`` says what the
-fingerprint covers, for humans.
+setting produces. Change any of it and a new file is trained. A sidecar ``.json`` says what the
+fingerprint covers, for humans, and records the fingerprint and the sha256 of the ``.pt``: a file
+that does not match its sidecar (swapped, edited, or saved before sidecars had a sha256) is
+retrained, and weights with NaN/inf (a diverged run) are never saved nor loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
-import os
 import re
 import shlex
 import tempfile
@@ -31,60 +33,73 @@ import torch
 from torch import nn
 
 from mmcourse.course import checkout_root
+from mmcourse.data._store import atomic_write, env_path, folder, permission_problem, sha256_file
 
 CACHE_VERSION = 2  # bump when training code changes: every old checkpoint then retrains
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+_EXAMPLE = "~/.cache/mmcourse/checkpoints"
+_FIX = (f"point MMCOURSE_CHECKPOINTS at a folder you can write, e.g. `export MMCOURSE_CHECKPOINTS={_EXAMPLE}` "
+        f"(in a notebook: `%env MMCOURSE_CHECKPOINTS={_EXAMPLE}`)")
+
+
+def _cannot_write(folder: Path, err: OSError, what: str = "") -> OSError:
+    """The same kind of ``OSError``, saying which folder and what to do instead."""
+    return type(err)(f"cannot write checkpoints to {folder} ({err.strerror or err}){what}. Fix: {_FIX}, "
+                     "or pass directory= a folder you can write; then re-run this cell.")
+
+
+def _unreadable(path: Path) -> PermissionError:
+    return PermissionError(f"{permission_problem(path, 'MMCOURSE_CHECKPOINTS', _EXAMPLE)}; then re-run this cell.")
+
+
 def checkpoint_dir() -> Path:
-    """``$MMCOURSE_CHECKPOINTS`` if set, else ``checkpoints/`` in the checkout (git-ignored),
-    else ``~/.cache/mmcourse/checkpoints`` (installed: see ``mmcourse.course.checkout_root``)."""
-    if os.environ.get("MMCOURSE_CHECKPOINTS"):
-        path = Path(os.environ["MMCOURSE_CHECKPOINTS"])
-    else:
-        root = checkout_root()
-        base = root if root is not None else Path.home() / ".cache" / "mmcourse"
-        path = base / "checkpoints"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"cannot create the checkpoint folder {path} ({e.strerror or e}). Fix: point "
-                      "MMCOURSE_CHECKPOINTS at a folder you can write, e.g. "
-                      "`export MMCOURSE_CHECKPOINTS=~/.cache/mmcourse/checkpoints`") from e
-    return path
+    """``$MMCOURSE_CHECKPOINTS`` if set (``~`` and ``$VARS`` expanded), else ``checkpoints/`` in
+    the checkout (git-ignored), else ``~/.cache/mmcourse/checkpoints`` (installed: see
+    ``mmcourse.course.checkout_root``)."""
+    env = env_path("MMCOURSE_CHECKPOINTS")
+    root = checkout_root()
+    path = env or (root if root is not None else Path.home() / ".cache" / "mmcourse") / "checkpoints"
+    named = f"MMCOURSE_CHECKPOINTS={shlex.quote(str(env))}" if env else f"the checkpoint folder {path}"
+    return folder(path, named, f"point MMCOURSE_CHECKPOINTS at a folder, e.g. `export MMCOURSE_CHECKPOINTS={_EXAMPLE}`",
+                  NotADirectoryError, _cannot_write)
 
 
 def save(obj, path: str | Path) -> Path:
     """Save a state_dict (or a dict of tensors/numbers) atomically: write a temp file unique to
     this process, then rename it into place (a crash or a concurrent save never leaves a
-    truncated checkpoint behind)."""
+    truncated checkpoint behind). The file gets the umask's mode (0644 under umask 022), so the
+    other users of a shared folder can read it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    folder(path.parent, f"the checkpoint folder {path.parent}", "save into a folder", NotADirectoryError, _cannot_write)
+    atomic_write(path, lambda f: torch.save(obj, f), _cannot_write)
     return path
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu"):
     """Load a checkpoint with ``weights_only=True``; a corrupt file raises a ``ValueError``
-    that names the file and the fix (delete it and re-run the cell that trains it)."""
+    that names the file and the fix (delete it and re-run the cell that trains it), a file this
+    user may not read a ``PermissionError`` that says whose it is and what to do."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; run the notebook cell that trains it")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
+    except PermissionError as e:  # another user's file in a shared folder: not corrupt
+        raise _unreadable(path) from e
     except Exception as e:  # truncated zip, pickle of non-tensor objects, garbage bytes
         raise ValueError(
             f"checkpoint {path} is corrupt or not a plain state_dict ({type(e).__name__}: "
             f"{str(e)[:120]}). Fix: delete it (`rm {shlex.quote(str(path))}`) and re-run the cell "
             "that trains it."
         ) from e
+
+
+def _non_finite(state: dict, names) -> list[str]:
+    """The entries of ``state`` among ``names`` that hold a NaN or an infinity."""
+    return [k for k in names if torch.is_tensor(state.get(k)) and state[k].is_floating_point()
+            and not torch.isfinite(state[k]).all()]
 
 
 def load_into(model: nn.Module, path: str | Path) -> nn.Module:
@@ -102,6 +117,12 @@ def load_into(model: nn.Module, path: str | Path) -> nn.Module:
             f"checkpoint {Path(path).name} does not fit {type(model).__name__} ({'; '.join(parts)}). "
             f"It was saved from another architecture. Fix: delete it (`rm {shlex.quote(str(path))}`) "
             "or rename it, and re-run the cell that trains it.")
+    bad = _non_finite(state, dict(model.named_parameters()))
+    if bad:
+        raise ValueError(
+            f"checkpoint {Path(path).name} has non-finite weights ({', '.join(bad[:3])}): it was saved "
+            f"from a run that diverged. Fix: delete it (`rm {shlex.quote(str(path))}`) so that the cell "
+            "retrains it, and lower the learning rate if that run diverges too.")
     model.load_state_dict(state)
     return model
 
@@ -165,6 +186,33 @@ def check_name(name: str) -> str:
     return name
 
 
+def _stale(path: Path, digest: str) -> str | None:
+    """None when the sidecar ``.json`` vouches for ``path``; why to retrain when there is no usable
+    sidecar (an older course version wrote none with a sha256). A sidecar that contradicts the file
+    raises a ``ValueError`` with the fix, as a corrupt file does: it is the learner's to delete."""
+    sidecar = path.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+    except FileNotFoundError:
+        return f"{path.name} has no sidecar {sidecar.name} (saved by an older course version?)"
+    except ValueError as e:
+        return f"{path.name}'s sidecar {sidecar.name} is not valid JSON ({e})"
+    if not isinstance(meta, dict) or "sha256" not in meta:
+        return f"{path.name} was saved by an older course version (its sidecar has no sha256 of the weights)"
+    if meta.get("fingerprint") != digest:
+        raise ValueError(
+            f"checkpoint {path.name}: its sidecar {sidecar.name} says it was trained for other settings "
+            f"(fingerprint {meta.get('fingerprint')!r}, expected {digest!r}), so one of them was copied or "
+            f"renamed. Fix: delete both (`rm {shlex.quote(str(path))} {shlex.quote(str(sidecar))}`) and "
+            "re-run the cell that trains it.")
+    if meta["sha256"] != sha256_file(path):
+        raise ValueError(
+            f"checkpoint {path.name} is not the file its sidecar {sidecar.name} describes (sha256 differs: "
+            f"it was replaced, edited or truncated after it was saved). Fix: delete it "
+            f"(`rm {shlex.quote(str(path))}`) and re-run the cell that trains it.")
+    return None
+
+
 def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], object],
                   key: dict | None = None, directory: str | Path | None = None,
                   verbose: bool = True) -> nn.Module:
@@ -180,22 +228,42 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     check_name(name)
     full = {"cache_version": CACHE_VERSION, "architecture": architecture(model), **(key or {})}
     digest = fingerprint(full)
-    path = Path(directory or checkpoint_dir()) / f"{name}-{digest}.pt"
+    where = (folder(Path(directory), f"directory={shlex.quote(str(directory))}", "pass a folder as directory=",
+                    NotADirectoryError, _cannot_write) if directory is not None else checkpoint_dir())
+    path = where / f"{name}-{digest}.pt"
     if path.exists():
-        load_into(model, path)
-        if verbose:
-            covered = f"{_summary(key)}; " if key else ""
-            print(f"loaded checkpoint {path.name}: its fingerprint matches this run's settings "
-                  f"({covered}architecture and cache version {CACHE_VERSION} included)")
-        return model
+        try:
+            stale = _stale(path, digest)
+        except PermissionError as e:  # another user's file in a shared folder: not corrupt
+            raise _unreadable(Path(e.filename or path)) from e
+        if stale is None:
+            load_into(model, path)
+            if verbose:
+                covered = f"{_summary(key)}; " if key else ""
+                print(f"loaded checkpoint {path.name}: its fingerprint matches this run's settings "
+                      f"({covered}architecture and cache version {CACHE_VERSION} included)")
+            return model
+        print(f"{stale}: retraining once (the retrained file replaces it)")
+    try:  # before training, not after: a folder we cannot write would lose the trained model
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as e:
+        raise _cannot_write(where, e, ", so a trained model could not be saved: nothing was trained") from e
     t0 = time.perf_counter()
     train_fn(model)
-    save(model.state_dict(), path)
-    sidecar = path.with_suffix(".json")
-    try:
-        sidecar.write_text(json.dumps(_canonical(full), indent=1, sort_keys=True))
-    except OSError:  # the description is for humans; the checkpoint itself is saved
-        pass
+    bad = _non_finite(model.state_dict(), dict(model.named_parameters()))
+    if bad:
+        raise ValueError(
+            f"training {name!r} ended with non-finite weights (NaN/inf in {', '.join(bad[:3])}): the run "
+            "diverged, so nothing was saved. Fix: lower the learning rate (e.g. divide it by 10), then "
+            "re-run this cell.")
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    blob = buffer.getvalue()
+    meta = {"fingerprint": digest, "sha256": hashlib.sha256(blob).hexdigest(), "key": _canonical(full)}
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()),
+                 _cannot_write)  # first: a reader that sees the .pt then finds its sidecar
+    atomic_write(path, lambda f: f.write(blob), _cannot_write)
     if verbose:
         print(f"trained in {time.perf_counter() - t0:.1f} s and saved {path.name} "
               f"(no checkpoint matched these settings)")

@@ -1,5 +1,8 @@
 """Tests of mmcourse.checkpoint: atomic save, weights_only load, corrupt files, load_or_train."""
 
+import hashlib
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -112,3 +115,134 @@ def test_fix_commands_quote_paths(tmp_path):
 def test_fingerprint_rejects_unhashable_settings():
     with pytest.raises(TypeError, match="cannot fingerprint"):
         checkpoint.fingerprint({"f": object()})
+
+
+# --- where checkpoints go: ~ and $VARS expanded, a file refused -------------------------------
+
+def test_checkpoint_dir_expands_home_and_variables(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", "~/ck")
+    assert checkpoint.checkpoint_dir() == tmp_path / "home" / "ck"
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", "$SCRATCH/ck")
+    assert checkpoint.checkpoint_dir() == tmp_path / "scratch" / "ck" and (tmp_path / "scratch" / "ck").is_dir()
+    assert not (tmp_path / "~").exists() and not (tmp_path / "$SCRATCH").exists()
+
+
+def test_checkpoint_dir_with_an_unset_variable_names_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", "${NOT_SET_ANYWHERE}/ck")
+    with pytest.raises(ValueError, match=r"MMCOURSE_CHECKPOINTS.*\$NOT_SET_ANYWHERE.*not set"):
+        checkpoint.checkpoint_dir()
+    assert not list(tmp_path.iterdir())
+
+
+def test_checkpoint_dir_that_is_a_file_names_the_variable_and_fix(tmp_path, monkeypatch):
+    (tmp_path / "ck").write_text("a file")
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path / "ck"))
+    with pytest.raises(NotADirectoryError, match=r"MMCOURSE_CHECKPOINTS=.*ck.* is a file, not a folder.*Fix"):
+        checkpoint.checkpoint_dir()
+
+
+def test_load_or_train_into_a_file_says_so(tmp_path):
+    (tmp_path / "ck").write_text("a file")
+    with pytest.raises(NotADirectoryError, match=r"directory=.*ck.* is a file, not a folder"):
+        checkpoint.load_or_train("t", nn.Linear(2, 2), _set(1.0), directory=tmp_path / "ck")
+
+
+# --- unreadable is a permission problem, not corruption --------------------------------------
+
+def test_unreadable_checkpoint_is_a_permission_problem_not_corruption(tmp_path, monkeypatch):
+    path = checkpoint.save(nn.Linear(2, 2).state_dict(), tmp_path / "teacher.pt")
+
+    def denied(f, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(f))
+    monkeypatch.setattr(checkpoint.torch, "load", denied)
+    with pytest.raises(PermissionError) as err:
+        checkpoint.load(path)
+    msg = str(err.value)
+    assert "teacher.pt" in msg and "chmod a+r" in msg and "MMCOURSE_CHECKPOINTS" in msg
+    assert "corrupt" not in msg and "rm " not in msg and path.exists()
+
+
+# --- non-finite weights are never saved nor loaded -------------------------------------------
+
+def test_diverged_training_is_not_saved(tmp_path):
+    with pytest.raises(ValueError, match=r"non-finite.*weight.*diverged.*lower the learning rate"):
+        checkpoint.load_or_train("nan", nn.Linear(2, 2), _set(float("nan")), directory=tmp_path)
+    assert not list(tmp_path.glob("nan-*"))
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(tmp_path):
+    checkpoint.load_or_train("nan", nn.Linear(2, 2), _set(1.0), directory=tmp_path)
+    path, = tmp_path.glob("nan-*.pt")
+    bad = nn.Linear(2, 2).state_dict()
+    bad["bias"][0] = float("inf")
+    checkpoint.save(bad, path)  # e.g. saved by an older course version, sidecar vouching for it
+    sidecar = path.with_suffix(".json")
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}))
+    with pytest.raises(ValueError, match=rf"{path.name} has non-finite weights \(bias\).*rm .*{path.name}.*retrain"):
+        checkpoint.load_or_train("nan", nn.Linear(2, 2), _set(2.0), directory=tmp_path)
+
+
+# --- a read-only folder fails before training, not after -------------------------------------
+
+def test_unwritable_folder_fails_before_training(tmp_path, monkeypatch):
+    calls = []
+
+    def refuse(*args, **kwargs):  # root ignores chmod, so refuse at the probe file
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(checkpoint.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write.*nothing was trained.*export MMCOURSE_CHECKPOINTS="):
+        checkpoint.load_or_train("ro", nn.Linear(2, 2), lambda m: calls.append(1), directory=tmp_path)
+    assert calls == []
+
+
+# --- the sidecar vouches for the weights file ------------------------------------------------
+
+def _two_runs(tmp_path):
+    """Two checkpoints of the same architecture, oldest first: lr=0.1 (weights 1) and lr=0.2 (2)."""
+    checkpoint.load_or_train("s", nn.Linear(2, 2), _set(1.0), key={"lr": 0.1}, directory=tmp_path)
+    checkpoint.load_or_train("s", nn.Linear(2, 2), _set(2.0), key={"lr": 0.2}, directory=tmp_path)
+    return sorted(tmp_path.glob("s-*.pt"), key=lambda p: p.stat().st_mtime_ns)
+
+
+def test_a_swapped_weights_file_is_detected(tmp_path):
+    first, second = _two_runs(tmp_path)
+    first.write_bytes(second.read_bytes())  # same shapes, other weights: load_state_dict accepts it
+    with pytest.raises(ValueError, match=rf"{first.name} is not the file its sidecar {first.stem}.json describes"
+                                         rf".*rm .*{first.name}"):
+        checkpoint.load_or_train("s", nn.Linear(2, 2), _set(3.0), key={"lr": 0.1}, directory=tmp_path)
+    first.unlink()  # the fix it names
+    m = checkpoint.load_or_train("s", nn.Linear(2, 2), _set(3.0), key={"lr": 0.1}, directory=tmp_path)
+    assert m.weight[0, 0].item() == 3.0
+
+
+def test_a_sidecar_of_other_settings_is_detected(tmp_path):
+    first, second = _two_runs(tmp_path)
+    first.write_bytes(second.read_bytes())  # a copied pair: the sidecar vouches for the bytes,
+    first.with_suffix(".json").write_bytes(second.with_suffix(".json").read_bytes())  # not the settings
+    with pytest.raises(ValueError, match=r"says it was trained for other settings.*rm .*s-.*\.pt .*s-.*\.json"):
+        checkpoint.load_or_train("s", nn.Linear(2, 2), _set(3.0), key={"lr": 0.1}, directory=tmp_path)
+
+
+@pytest.mark.parametrize("sidecar", ["old", "missing", "garbage"])
+def test_a_checkpoint_without_a_valid_sidecar_is_retrained_once(tmp_path, capsys, sidecar):
+    checkpoint.load_or_train("o", nn.Linear(2, 2), _set(1.0), key={"lr": 0.1}, directory=tmp_path)
+    path, = tmp_path.glob("o-*.pt")
+    meta = path.with_suffix(".json")
+    if sidecar == "old":  # what the course wrote before the sidecar carried the file's sha256
+        meta.write_text(json.dumps(json.loads(meta.read_text())["key"]))
+    elif sidecar == "missing":
+        meta.unlink()
+    else:
+        meta.write_text("{not json")
+    capsys.readouterr()
+    m = checkpoint.load_or_train("o", nn.Linear(2, 2), _set(2.0), key={"lr": 0.1}, directory=tmp_path)
+    assert m.weight[0, 0].item() == 2.0
+    assert "retraining once" in capsys.readouterr().out
+    m = checkpoint.load_or_train("o", nn.Linear(2, 2), _set(3.0), key={"lr": 0.1}, directory=tmp_path)
+    assert m.weight[0, 0].item() == 2.0

