@@ -55,7 +55,14 @@ class FitConfig:
     precision: str = "fp32"
     compile: bool = False  # torch.compile the model (pays off only for long runs on a GPU)
     grad_clip: float | None = None  # max gradient norm (clip_grad_norm_), e.g. 1.0; None: no clipping
+    # learning-rate schedule per step: "constant" (lr throughout) or "onecycle" (Smith & Topin 2019,
+    # torch's OneCycleLR: warm up from lr/25 to lr over the first 30 % of steps, then anneal to
+    # ~0; Adam's beta1 cycles 0.95 → 0.85 → 0.95). One-cycle converges in fewer epochs here.
+    schedule: str = "constant"
     seed: int = 0
+
+
+SCHEDULES = ("constant", "onecycle")
 
 
 @dataclass
@@ -149,6 +156,8 @@ def _check_config(config: FitConfig) -> None:
         raise ValueError(f"FitConfig.precision={config.precision!r}: use one of {PRECISIONS} (default 'fp32')")
     if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
         raise ValueError(f"FitConfig.patience={config.patience!r}: use None (no early stopping) or an integer >= 1")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"FitConfig.schedule={config.schedule!r}: use one of {SCHEDULES} (default 'constant')")
     clip = config.grad_clip  # a negative max norm flips every gradient: gradient *ascent*
     if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                              or not math.isfinite(clip) or clip <= 0):
@@ -316,6 +325,10 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'adamw' or 'sgd'")
+    sched = None
+    if config.schedule == "onecycle":  # one scheduler step per optimizer step, over the whole run
+        steps = config.epochs * math.ceil(n / config.batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     amp_dtype, use_scaler = choose_precision(device.type, bf16_supported(device), config.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)  # disabled: passes everything through
     history = {k: [] for k in ("train_loss", "val_loss", "val_acc", "seconds", "samples_per_s")}
@@ -351,6 +364,8 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
                 nn.utils.clip_grad_norm_(params, config.grad_clip)
             scaler.step(opt)  # = opt.step(), skipped when float16 gradients overflowed
             scaler.update()
+            if sched is not None:
+                sched.step()
             if state.step == 0 and default_loss and logits_of(out).dim() == 2:
                 init_loss, classes = loss.item(), logits_of(out).shape[1]
             state.step += 1

@@ -219,3 +219,35 @@ def test_float16_path_scales_the_loss_and_hooks_see_true_gradients(monkeypatch):
     assert h16["train_loss"][-1] < h16["train_loss"][0]
     torch.testing.assert_close(torch.tensor(n16[:5]), torch.tensor(n32[:5]), rtol=0.02, atol=1e-3)
     torch.testing.assert_close(torch.tensor(h16["train_loss"]), torch.tensor(h32["train_loss"]), rtol=0.05, atol=0.01)
+
+
+def test_onecycle_schedule_warms_up_peaks_and_anneals():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    model = nn.Linear(3, 2)
+    lrs = []
+
+    class Record:
+        def on_after_backward(self, state):
+            lrs.append(state.optimizer.param_groups[0]["lr"])
+
+    fit(model, (x, y), config=FitConfig(epochs=5, batch_size=8, lr=1e-2, schedule="onecycle", device="cpu"),
+        callbacks=[Record()])
+    assert len(lrs) == 40
+    assert lrs[0] == pytest.approx(1e-2 / 25)  # OneCycleLR's default div_factor
+    assert max(lrs) == pytest.approx(1e-2, rel=1e-3) and lrs.index(max(lrs)) == 11  # peak at 30 % of 40 steps
+    assert lrs[-1] < 1e-4  # annealed to ~0
+    const = []
+
+    class RecordConst:
+        def on_after_backward(self, state):
+            const.append(state.optimizer.param_groups[0]["lr"])
+
+    fit(nn.Linear(3, 2), (x, y), config=FitConfig(epochs=1, batch_size=8, lr=1e-2, device="cpu"), callbacks=[RecordConst()])
+    assert const == [1e-2] * 8
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="schedule='cosine'.*onecycle"):
+        fit(nn.Linear(3, 2), (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])),
+            config=FitConfig(epochs=1, schedule="cosine", device="cpu"))
