@@ -147,14 +147,15 @@ def test_int8_quantized_is_smaller_and_about_as_accurate():
     assert isinstance(model[0], nn.Linear)  # the float model is untouched
 
 
-def test_int8_on_av_student_runs_and_tiny_layers_do_not_shrink():
+def test_int8_on_av_student_runs_and_shrinks():
     student = build_student().eval()
     x = {"audio": torch.randn(3, 40, 13), "image": torch.randn(3, 1, 28, 28)}
     q = quantize_int8(student)
     assert q(x).shape == (3, 10)
     torch.testing.assert_close(q(x), student(x), atol=0.1, rtol=0.1)
-    # 16-wide linear layers: int8 saves less than the packed-parameter overhead costs (lesson 09)
-    assert size_on_disk(q) > 0.9 * size_on_disk(student)
+    # most of the student's weights sit in the image encoder's flatten → linear layer, which
+    # dynamic int8 stores in a quarter of the bytes (the convolutions stay float32)
+    assert size_on_disk(q) < 0.8 * size_on_disk(student)
 
 
 def test_size_on_disk_sees_pruned_zeros_only_when_compressed():
