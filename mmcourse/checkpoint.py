@@ -25,6 +25,7 @@ import re
 import shlex
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -152,6 +153,20 @@ def _canonical(obj):
                     "strings, tensors, arrays, dataclasses, or lists/dicts of them")
 
 
+def _plain(obj):
+    """``obj`` as plain JSON values (numbers stay numbers), for a training result kept in the sidecar."""
+    if isinstance(obj, (torch.Tensor, np.ndarray, np.generic)):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"train_fn returned a {type(obj).__name__} inside its result; return numbers, strings "
+                    "and lists/dicts of them (e.g. fit's history) to keep it with the checkpoint")
+
+
 def architecture(model: nn.Module) -> dict:
     """The model's class and every state_dict entry's name, shape and dtype."""
     return {"class": type(model).__name__,
@@ -215,7 +230,7 @@ def _stale(path: Path, digest: str) -> str | None:
 
 def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], object],
                   key: dict | None = None, directory: str | Path | None = None,
-                  verbose: bool = True) -> nn.Module:
+                  verbose: bool = True, return_info: bool = False):
     """Load ``<dir>/<name>-<fingerprint>.pt`` into ``model`` if it exists, else train and save.
 
     Args:
@@ -224,6 +239,14 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
         train_fn: ``train_fn(model)`` trains it in place.
         key: everything else that determines the weights: config fields (a dataclass is taken
             field by field), the training tensors or their settings, seeds, the mode.
+        return_info: also return ``{"loaded": bool, "path": Path, "result": ...}``, where
+            ``result`` is what ``train_fn`` returned (kept in the sidecar as JSON, e.g. a training
+            history, and given back when the checkpoint is loaded instead of trained).
+
+    Returns:
+        ``model`` (trained or loaded), or ``(model, info)`` with ``return_info=True``.
+
+    A ``train_fn`` that returns a dict with ``"diverged": True`` (``fit``'s history) is not saved.
     """
     check_name(name)
     full = {"cache_version": CACHE_VERSION, "architecture": architecture(model), **(key or {})}
@@ -242,7 +265,10 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
                 covered = f"{_summary(key)}; " if key else ""
                 print(f"loaded checkpoint {path.name}: its fingerprint matches this run's settings "
                       f"({covered}architecture and cache version {CACHE_VERSION} included)")
-            return model
+            if not return_info:
+                return model
+            result = json.loads(path.with_suffix(".json").read_text()).get("result")
+            return model, {"loaded": True, "path": path, "result": result}
         print(f"{stale}: retraining once (the retrained file replaces it)")
     try:  # before training, not after: a folder we cannot write would lose the trained model
         with tempfile.TemporaryFile(dir=where):
@@ -250,7 +276,11 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     except OSError as e:
         raise _cannot_write(where, e, ", so a trained model could not be saved: nothing was trained") from e
     t0 = time.perf_counter()
-    train_fn(model)
+    result = train_fn(model)
+    if isinstance(result, dict) and result.get("diverged"):
+        warnings.warn(f"training {name!r} diverged (see fit's warning), so it was not saved: the next run "
+                      "trains again. Fix: lower the learning rate.", RuntimeWarning, stacklevel=2)
+        return (model, {"loaded": False, "path": None, "result": result}) if return_info else model
     bad = _non_finite(model.state_dict(), dict(model.named_parameters()))
     if bad:
         raise ValueError(
@@ -261,10 +291,12 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     torch.save(model.state_dict(), buffer)
     blob = buffer.getvalue()
     meta = {"fingerprint": digest, "sha256": hashlib.sha256(blob).hexdigest(), "key": _canonical(full)}
+    if return_info:
+        meta["result"] = _plain(result)
     atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()),
                  _cannot_write)  # first: a reader that sees the .pt then finds its sidecar
     atomic_write(path, lambda f: f.write(blob), _cannot_write)
     if verbose:
         print(f"trained in {time.perf_counter() - t0:.1f} s and saved {path.name} "
               f"(no checkpoint matched these settings)")
-    return model
+    return (model, {"loaded": False, "path": path, "result": meta.get("result")}) if return_info else model

@@ -246,3 +246,34 @@ def test_a_checkpoint_without_a_valid_sidecar_is_retrained_once(tmp_path, capsys
     assert "retraining once" in capsys.readouterr().out
     m = checkpoint.load_or_train("o", nn.Linear(2, 2), _set(3.0), key={"lr": 0.1}, directory=tmp_path)
     assert m.weight[0, 0].item() == 2.0
+
+
+def test_load_or_train_keeps_and_returns_the_training_result(tmp_path):
+    import torch
+    from torch import nn
+
+    from mmcourse.checkpoint import load_or_train
+
+    def train(m):
+        with torch.no_grad():
+            m.weight.fill_(0.5)
+        return {"val_acc": [0.25, 0.5], "best_epoch": 1, "seconds": 1.5}
+
+    m, info = load_or_train("r", nn.Linear(2, 2), train, key={"a": 1}, directory=tmp_path, return_info=True,
+                            verbose=False)
+    assert info["loaded"] is False and info["result"]["val_acc"] == [0.25, 0.5]
+    m2, info2 = load_or_train("r", nn.Linear(2, 2), lambda _: 1 / 0, key={"a": 1}, directory=tmp_path,
+                              return_info=True, verbose=False)
+    assert info2["loaded"] is True and info2["result"] == info["result"] and info2["path"] == info["path"]
+    assert torch.equal(m2.weight, m.weight)
+
+
+def test_a_diverged_history_is_not_saved(tmp_path):
+    import pytest
+    from torch import nn
+
+    from mmcourse.checkpoint import load_or_train
+
+    with pytest.warns(RuntimeWarning, match="diverged.*not saved"):
+        load_or_train("d", nn.Linear(2, 2), lambda m: {"diverged": True}, directory=tmp_path, verbose=False)
+    assert not list(tmp_path.glob("d-*"))

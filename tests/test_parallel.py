@@ -70,3 +70,26 @@ def test_bad_arguments():
         run_many(square_after_seed, [{"seed": 0}], workers=0)
     assert run_many(square_after_seed, []) == []
     assert default_workers(5, "cuda") == 1 and default_workers(1) == 1
+
+
+def test_run_grid_trains_in_workers_then_loads_the_same_models(tmp_path, monkeypatch, capsys):
+    from mmcourse.data import load_av_digits
+    from mmcourse.fusion import zoo
+    from mmcourse.train import FitConfig
+
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    tr, va, te = (load_av_digits(s) for s in ("train", "val", "test"))
+    small = ({k: v[:192] for k, v in tr.inputs.items()}, tr.labels[:192])
+    cfg = FitConfig(epochs=1, batch_size=64, lr=5e-3, schedule="onecycle", device="cpu")
+    first = zoo.run_grid(["late", "image_only"], [0, 1], small, va, te, cfg, workers=2)
+    assert "0 loaded from the checkpoint cache, 4 trained" in capsys.readouterr().out
+    again = zoo.run_grid(["late", "image_only"], [0, 1], small, va, te, cfg, workers=2)
+    assert "4 loaded from the checkpoint cache, 0 trained" in capsys.readouterr().out
+    assert [(r["method"], r["seed"]) for r in again] == [("late", 0), ("late", 1), ("image_only", 0), ("image_only", 1)]
+    for a, b in zip(first, again):
+        assert not a["loaded"] and b["loaded"]
+        assert a["test_acc"] == b["test_acc"] and a["history"]["val_acc"] == b["history"]["val_acc"]
+        assert a["seconds"] == pytest.approx(b["seconds"])
+    # a changed setting retrains only what it changes
+    zoo.run_grid(["late"], [0], small, va, te, FitConfig(**{**cfg.__dict__, "lr": 1e-3}), workers=1)
+    assert "0 loaded from the checkpoint cache, 1 trained" in capsys.readouterr().out

@@ -24,10 +24,16 @@ from mmcourse.encoders import AudioEncoder, ImageEncoder
 from mmcourse.fusion import METHODS
 from mmcourse.fusion.base import MultimodalClassifier
 from mmcourse.fusion.serial import KINDS, serial_av_model
-from mmcourse.runtime import seed_everything
+from mmcourse.runtime import quick, seed_everything
 from mmcourse.train import FitConfig, evaluate, fit
 
 UNIMODAL = ("audio_only", "image_only")
+
+# The course's one recipe for AV-digits models (lessons 05, 06, 09, 10, 12 and the benchmarks):
+# 6 epochs of AdamW with a one-cycle schedule (warm-up to 5e-3, then anneal), batch 64, best epoch
+# on validation. Measured against the earlier 8 flat epochs at 3e-3: every method's mean test
+# accuracy equal or higher in 25 % fewer epochs (benchmarks/train_grid.py).
+RECIPE = FitConfig(epochs=quick(6, 2), batch_size=64, lr=5e-3, schedule="onecycle")
 
 
 def build_av_encoders(modalities=("audio", "image"), dim: int = 32, image_width: int = 8,
@@ -72,7 +78,16 @@ def modalities_of(model: MultimodalClassifier) -> list[str]:
     return sorted(model.encoders.keys())
 
 
-def run(method: str, train, val, test, config: FitConfig, seed: int = 0, **options) -> dict:
+class _NotCached(Exception):
+    pass
+
+
+def _refuse(_model):
+    raise _NotCached
+
+
+def run(method: str, train, val, test, config: FitConfig = RECIPE, seed: int = 0, cache: bool = False,
+        cached_only: bool = False, **options) -> dict:
     """Train one method on AV-digits splits, selected on validation, and evaluate it on test.
 
     Args:
@@ -80,27 +95,80 @@ def run(method: str, train, val, test, config: FitConfig, seed: int = 0, **optio
             be a subset given as ``(inputs, labels)``.
         seed: seeds everything (``seed_everything``: initial weights, batch order, dropout) and
             picks deterministic kernels, so a re-run repeats exactly on the same machine.
+        cache: load the trained model from the checkpoint cache (``checkpoint.load_or_train``)
+            when one matches method, options, config (device aside), seed and the train/val data;
+            else train and save it. The history and training seconds are kept with it.
+        cached_only: with ``cache``, return ``None`` instead of training when nothing matches.
 
     Returns:
         ``{"method", "seed", "test_acc", "val_acc", "best_epoch", "params", "seconds", "history",
-        "model"}``: ``val_acc`` is the best validation accuracy, whose epoch's weights the model
-        holds (``config.restore_best``); ``test_acc`` is that model's accuracy on test.
+        "model", "loaded"}``: ``val_acc`` is the best validation accuracy, whose epoch's weights the
+        model holds (``config.restore_best``); ``test_acc`` is that model's accuracy on test;
+        ``seconds`` the training time (of the original run when ``loaded``).
     """
     seed_everything(seed)
     model = build_av_model(method, **options)
     keys = modalities_of(model)
+    config = FitConfig(**{**config.__dict__, "seed": seed})
 
     def pick(split):
         inputs, labels = split if isinstance(split, tuple) else (split.inputs, split.labels)
         return {k: inputs[k] for k in keys}, labels
 
-    t0 = time.perf_counter()
-    history = fit(model, pick(train), pick(val), FitConfig(**{**config.__dict__, "seed": seed}))
-    seconds = time.perf_counter() - t0
+    def train_fn(m):
+        t0 = time.perf_counter()
+        history = fit(m, pick(train), pick(val), config)
+        return {**history, "train_seconds": time.perf_counter() - t0}
+
+    if cache:
+        from mmcourse.checkpoint import load_or_train
+
+        key = {"method": method, "options": options, "config": {**config.__dict__, "device": None},
+               "train": pick(train), "val": pick(val)}
+        try:
+            model, info = load_or_train(f"zoo-{method}-seed{seed}", model, _refuse if cached_only else train_fn,
+                                        key=key, verbose=False, return_info=True)
+        except _NotCached:
+            return None
+        history, loaded = dict(info["result"]), info["loaded"]
+    else:
+        history, loaded = train_fn(model), False
+    seconds = history.pop("train_seconds")
     return {"method": method, "seed": seed, "test_acc": evaluate(model, *pick(test))["acc"],
             "val_acc": history.get("best_val_acc", float("nan")), "best_epoch": history.get("best_epoch", -1),
             "params": sum(p.numel() for p in model.parameters()), "seconds": seconds,
-            "history": history, "model": model}
+            "history": history, "model": model.eval(), "loaded": loaded}
+
+
+def run_grid(methods, seeds, train, val, test, config: FitConfig = RECIPE, cache: bool = True,
+             workers: int | None = None, verbose: bool = True, **options) -> list[dict]:
+    """``run`` for every method × seed: cached runs load here, the rest train in parallel processes.
+
+    Args:
+        methods, seeds: the grid; results come back in the order ``for m in methods for s in seeds``.
+        workers: training processes (``mmcourse.parallel.run_many``; ``None``: one per core, 1 on
+            a GPU). Results are identical to training them one after another with one thread.
+
+    Returns:
+        ``run``'s dicts, one per (method, seed).
+    """
+    from mmcourse.parallel import run_many
+
+    methods, seeds = list(methods), list(seeds)
+    jobs = [dict(method=m, train=train, val=val, test=test, config=config, seed=s, cache=cache, **options)
+            for m in methods for s in seeds]
+    t0 = time.perf_counter()
+    results = [run(**job, cached_only=True) for job in jobs] if cache else [None] * len(jobs)
+    todo = [i for i, r in enumerate(results) if r is None]
+    device = config.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    for i, r in zip(todo, run_many(run, [jobs[i] for i in todo], workers=workers, device=device,
+                                   desc=f"training {len(todo)} models")):
+        results[i] = r
+    if verbose:
+        loaded = len(jobs) - len(todo)
+        print(f"{len(jobs)} runs ({len(methods)} methods x {len(seeds)} seeds): {loaded} loaded from "
+              f"the checkpoint cache, {len(todo)} trained; {time.perf_counter() - t0:.1f} s")
+    return results
 
 
 def summarize(runs) -> pd.DataFrame:
