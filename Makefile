@@ -8,7 +8,7 @@ ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 # Lab/Jupyter settings that turn off the news pop-up live in the venv, not in ~.
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 
-.PHONY: lab test test-latest constraints setup data unit sync execute browser-test clean-venv gpu-check
+.PHONY: warm lab test test-latest constraints setup data unit sync execute browser-test clean-venv gpu-check
 
 setup: $(STAMP) data
 
@@ -59,11 +59,16 @@ sync: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.ipynb
 
 # Execute notebooks in place in FULL mode after editing their .py pair: make execute NB="05 06"
+# (no NB: every lesson, in order). Records the package's source fingerprint in each notebook.
 execute: setup
 	@for n in $(NB); do f=$$(ls notebooks/$${n}_*.py) && \
-	  $(VENV)/bin/jupytext --quiet --to ipynb --update $$f && \
-	  MMCOURSE_QUICK=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	    --ExecutePreprocessor.timeout=3600 $${f%.py}.ipynb || exit 1; done
+	  $(VENV)/bin/jupytext --quiet --to ipynb --update $$f || exit 1; done
+	MMCOURSE_QUICK=0 $(PY) -m mmcourse.warm --write $(NB)
+
+# Before class: run every lesson once headless (full mode) so each heavy training is in the
+# checkpoint cache and a Run All in class loads it in seconds. On a GPU machine, run this first.
+warm: setup
+	MMCOURSE_QUICK=0 $(PY) -m mmcourse.warm
 
 clean-venv:
 	rm -rf $(VENV)

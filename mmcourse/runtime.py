@@ -224,3 +224,23 @@ def claim(holds: bool, text: str) -> bool:
     else:
         print(f"{'✓ this run shows' if holds else '✗ this run does NOT show'}: {text}")
     return holds
+
+
+def source_fingerprint() -> str:
+    """A 16-hex-digit hash of the package's ``.py`` files (path and bytes) and ``constraints.txt``.
+
+    Executed notebooks record it (``metadata["mmcourse"]["source"]``, written by
+    ``python -m mmcourse.warm --write``), so a test can tell when committed lessons were run with
+    different code, or with code other than today's.
+    """
+    import hashlib
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    constraints = package.parent / "constraints.txt"
+    if constraints.is_file():
+        h.update(b"constraints.txt\0" + constraints.read_bytes())
+    return h.hexdigest()[:16]

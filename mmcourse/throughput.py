@@ -163,3 +163,52 @@ def verdict(lo: float, hi: float, margin: float = 0.05) -> str | None:
     if hi < 1 / (1 + margin):
         return "slower"
     return None
+
+
+def interleaved(timers: dict, rounds: int = 7) -> dict[str, list[float]]:
+    """Time several things in interleaved rounds: each round runs every timer once, in turn.
+
+    Args:
+        timers: ``{name: fn}``; each ``fn()`` returns the time it measured (any unit).
+        rounds: how many rounds; the order of the timers rotates each round so no one is always first.
+
+    Returns:
+        ``{name: [time per round]}``. Load from other programs hits every timer of a round alike,
+        so compare them *within* rounds (``compare_rounds``), not by their overall means.
+    """
+    if rounds < 1 or not timers:
+        raise ValueError(f"need at least one timer and one round, got {len(timers)} timers, rounds={rounds}")
+    names = list(timers)
+    out = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            out[n].append(float(timers[n]()))
+    return out
+
+
+def compare_rounds(a: list[float], b: list[float], margin: float = 0.05) -> dict:
+    """Is ``a`` faster than ``b``? Decided round by round, so machine load cannot flip it.
+
+    Args:
+        a, b: times per round from ``interleaved`` (lower is faster), same rounds.
+        margin: ratios within ``1 ± margin`` count as a tie in that round.
+
+    Returns:
+        ``{"ratio": median of b/a per round (> 1: a faster), "low", "high": its range over rounds,
+        "verdict": "a faster" | "b faster" | "about the same" | "can't tell"}``: "a faster" only when
+        ``a`` wins every round by more than the margin, "about the same" when every round is within
+        it, and "can't tell" when the rounds disagree (a sign test: 7 of 7 rounds in one direction
+        happens by chance with probability 2/128).
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need the same rounds for both, got {len(a)} and {len(b)}")
+    ratios = [tb / ta for ta, tb in zip(a, b)]
+    if all(r > 1 + margin for r in ratios):
+        verdict = "a faster"
+    elif all(r < 1 - margin for r in ratios):
+        verdict = "b faster"
+    elif all(abs(r - 1) <= margin for r in ratios):
+        verdict = "about the same"
+    else:
+        verdict = "can't tell"
+    return {"ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios), "verdict": verdict}

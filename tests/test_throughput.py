@@ -94,3 +94,20 @@ def test_benchmark_script_runs_and_ends_with_the_speedup_line():
     lines = run.stdout.strip().splitlines()
     assert any(line.startswith("ceiling for any loop") for line in lines)
     assert re.fullmatch(r"speedup: \d+\.\d\d", lines[-1])
+
+
+def test_interleaved_rounds_rotate_and_compare_rounds_decides_within_rounds():
+    from mmcourse.throughput import compare_rounds, interleaved
+
+    order = []
+    t = interleaved({"x": lambda: order.append("x") or 1.0, "y": lambda: order.append("y") or 2.0}, rounds=4)
+    assert order == ["x", "y", "y", "x", "x", "y", "y", "x"] and t == {"x": [1.0] * 4, "y": [2.0] * 4}
+    # load that slows whole rounds 10x cannot flip the verdict: a wins every round
+    a, b = [1.0, 10.0, 1.1, 9.0], [2.0, 19.0, 2.3, 18.5]
+    r = compare_rounds(a, b)
+    assert r["verdict"] == "a faster" and 1.9 < r["ratio"] < 2.1
+    assert compare_rounds(b, a)["verdict"] == "b faster"
+    assert compare_rounds([1.0, 1.0, 1.0], [1.5, 0.7, 1.0])["verdict"] == "can't tell"
+    assert compare_rounds([1.0, 2.0], [1.02, 1.97])["verdict"] == "about the same"
+    with pytest.raises(ValueError, match="same rounds"):
+        compare_rounds([1.0], [1.0, 2.0])
