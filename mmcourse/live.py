@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 import threading
 import time
 
@@ -72,12 +73,22 @@ class LiveTrainer:
         self.epochs = W.IntSlider(value=epochs, min=1, max=30, description="epochs", **label)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.status = W.HTML("press Start")
+        self.status = W.HTML()
         self.plot, self.progress = W.Output(), W.Output()
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.model, self.history, self.curves, self.bar = None, None, {}, None
         self.stop_requested, self.thread, self.running, self.last_title = False, None, None, ""
+        self.ready()
+        for w in self.controls():  # the status line names what Start would train, until it does
+            w.observe(lambda _: self.ready(), names="value")
+
+    def ready(self) -> None:
+        """Status before a run (or after one, once a control moves): what Start would train now."""
+        if self.thread is not None and self.thread.is_alive():
+            return
+        self.status.value = (f"ready: {self.method.value} on {self.device.value}, lr {self.lr.value:.2g}, "
+                             f"{self.epochs.value} epochs; press Start")
 
     def controls(self) -> list[W.Widget]:
         """The widgets whose values define a run (disabled while one trains)."""
@@ -145,19 +156,26 @@ class LiveTrainer:
                 w.disabled = False
 
     # ---------------------------------------------------------------- drawing
-    def draw(self) -> None:
-        """Loss and accuracy curves as one inline PNG (thread-safe: no pyplot state)."""
+    def figure(self) -> Figure:
+        """Loss and accuracy curves; the run's settings are the figure's title, wrapped to fit."""
         c = self.curves
-        fig = Figure(figsize=(8, 2.8))
+        fig = Figure(figsize=(8, 3.1))
         a1, a2 = fig.subplots(1, 2)
         epochs = range(1, len(c.get("train_loss", [])) + 1)
         a1.plot(epochs, c.get("train_loss", []), marker="o")
         a1.set_xlabel("epoch"); a1.set_ylabel("train loss"); a1.set_title("training loss")
         a2.plot(epochs, c.get("val_acc", []), marker="o", color="tab:green")
-        a2.set_xlabel("epoch"); a2.set_ylabel("val accuracy"); a2.set_ylim(0, 1)
-        self.last_title = f"{self.running['label'] if self.running else self.method.value}: val accuracy"
-        a2.set_title(self.last_title, fontsize=9)
+        a2.set_xlabel("epoch"); a2.set_ylabel("val accuracy"); a2.set_ylim(0, 1); a2.set_title("validation accuracy")
+        # The settings go above both panels (a long label cut one panel's title: "val accurac"),
+        # wrapped so that no setting runs off the figure.
+        self.last_title = self.running["label"] if self.running else self.method.value
+        fig.suptitle("\n".join(textwrap.wrap(self.last_title, 90)), fontsize=10)
         fig.tight_layout()
+        return fig
+
+    def draw(self) -> None:
+        """Loss and accuracy curves as one inline PNG (thread-safe: no pyplot state)."""
+        fig = self.figure()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         # Replace the Output's content in one assignment. From a background thread,

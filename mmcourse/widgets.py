@@ -48,25 +48,30 @@ class FusionWeightsPanel:
         inputs, labels: the evaluation split, e.g. ``test.inputs``, ``test.labels``.
         example: index of the example whose probabilities are shown.
         noise_levels: the noise stds offered by the noise sliders (features cached for each).
+        scales: ``{modality: σ_m}``, e.g. each modality's std on the training split: the sliders'
+            levels are then in units of σ_m (noise std level·σ_m), so one level means as much
+            for pixels as for MFCCs. Default: raw units (σ_m = 1).
     """
 
     def __init__(self, model: MultimodalClassifier, inputs: dict[str, torch.Tensor], labels: torch.Tensor,
-                 example: int = 0, noise_levels=(0.0, 0.5, 1.0, 2.0, 4.0)):
+                 example: int = 0, noise_levels=(0.0, 0.5, 1.0, 2.0, 4.0), scales: dict[str, float] | None = None):
         if not isinstance(model.fusion, WeightedSumFusion):
             raise TypeError(f"FusionWeightsPanel needs a WeightedSumFusion model, got {type(model.fusion).__name__}")
         model = copy.deepcopy(model).eval()  # set_weights below must not touch the caller's model
         self.model, self.labels, self.example = model, labels, example
         self.fusion: WeightedSumFusion = model.fusion
         self.keys = self.fusion.keys
-        with torch.no_grad():  # cache encoder features: {modality: {noise std: (N, D)}}
-            self.cache = {k: {s: model.encoders[k](corrupt(inputs, k, s)[k]) for s in noise_levels}
+        self.scales = {k: 1.0 for k in self.keys} if scales is None else {k: float(scales[k]) for k in self.keys}
+        with torch.no_grad():  # cache encoder features: {modality: {noise level: (N, D)}}
+            self.cache = {k: {s: model.encoders[k](corrupt(inputs, k, s * self.scales[k])[k]) for s in noise_levels}
                           for k in self.keys}
         start = self.fusion.weights()
         label = {"style": {"description_width": "initial"}}  # show "noise audio" whole, not "noise a…"
         self.weight = {k: W.FloatSlider(value=round(start[k], 2), min=0, max=1, step=0.05,
                                         description=f"w_{k}", continuous_update=True, **label) for k in self.keys}
         self.noise = {k: W.SelectionSlider(options=list(noise_levels), value=noise_levels[0],
-                                           description=f"noise {k}", **label) for k in self.keys}
+                                           description=f"noise {k}" + (" (×σ)" if scales else ""), **label)
+                      for k in self.keys}
         self.present = {k: W.Checkbox(value=True, description=f"{k} present", indent=False) for k in self.keys}
         self.readout = W.HTML()
         for w in [*self.weight.values(), *self.noise.values(), *self.present.values()]:

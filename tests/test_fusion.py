@@ -287,3 +287,69 @@ def test_every_av_model_trains_under_bf16_autocast(method):
     if hasattr(fusion, "dims"):  # outside autocast mixed dtypes are still refused
         with pytest.raises(TypeError, match="convert one of them"):
             fusion({k: torch.zeros(2, d, dtype=torch.float64) for k, d in fusion.dims.items()})
+
+
+# ---------------------------------------------------------------- modality dropout (lesson 05 §3)
+from mmcourse.fusion.simple import modality_keep_mask  # noqa: E402
+
+
+def test_modality_keep_mask_rate_and_never_drops_everything():
+    torch.manual_seed(0)
+    keep = modality_keep_mask(20_000, 2, 0.3)  # (B, M)
+    assert keep.shape == (20_000, 2) and keep.dtype == torch.bool
+    assert keep.any(1).all()  # every example keeps at least one modality
+    # P(dropped) = p - p²/2 per modality: both-dropped rows (p² = 0.09) give one of the two back
+    dropped = (~keep).float().mean().item()
+    assert abs(dropped - (0.3 - 0.09 / 2)) < 0.01
+    assert modality_keep_mask(5, 2, 0.0).all()
+    for bad in (-0.1, 1.0, float("nan"), True, "0.3"):
+        with pytest.raises(ValueError, match="modality_dropout"):
+            modality_keep_mask(4, 2, bad)
+
+
+@pytest.mark.parametrize("cls", [LateFusion, WeightedSumFusion])
+def test_modality_dropout_only_in_training_and_leaves_out_the_dropped_term(cls):
+    torch.manual_seed(0)
+    dims = {"audio": 3, "image": 4}
+    f = {"audio": torch.randn(64, 3), "image": torch.randn(64, 4)}
+    plain, dropped = cls(dims, 5), cls(dims, 5, modality_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    assert "modality_dropout=0.5" in repr(dropped) and "modality_dropout" not in repr(plain)
+    dropped.eval()
+    torch.testing.assert_close(dropped(f), plain(f))  # eval: no dropout at all
+    dropped.train()
+    torch.manual_seed(1)
+    keep = modality_keep_mask(64, 2, 0.5)  # the mask the forward below draws (same generator state)
+    torch.manual_seed(1)
+    out = dropped(f)  # (B, 5)
+    alone = {k: plain({k: f[k]}) for k in dims}  # each modality's answer when it is the only one
+    both = plain(f)
+    for i in range(64):
+        a, im = keep[i].tolist()  # sorted keys: audio, image
+        want = both[i] if a and im else alone["audio"][i] if a else alone["image"][i]
+        torch.testing.assert_close(out[i], want)
+    assert (~keep).any() and keep.all(1).any()  # the batch had both kinds of rows
+    out.sum().backward()  # gradients flow through the kept terms
+    assert all(p.grad is not None for n, p in dropped.named_parameters() if p.requires_grad)
+
+
+def test_modality_dropout_with_one_modality_present_is_a_no_op():
+    torch.manual_seed(0)
+    late = LateFusion({"audio": 3, "image": 4}, 5, modality_dropout=0.9).train()
+    x = {"image": torch.randn(8, 4)}
+    torch.testing.assert_close(late(x), late.heads["image"](x["image"]))
+
+
+def test_modality_dropout_constructor_errors_and_zoo_option():
+    with pytest.raises(ValueError, match=r"modality_dropout=1\.5"):
+        LateFusion({"audio": 3, "image": 4}, 5, modality_dropout=1.5)
+    with pytest.raises(ValueError, match="modality_dropout"):
+        WeightedSumFusion({"audio": 3, "image": 4}, 5, modality_dropout=-0.2)
+    from mmcourse.fusion.zoo import build_av_model
+    torch.manual_seed(0)
+    a = build_av_model("late", modality_dropout=0.3)
+    torch.manual_seed(0)
+    b = build_av_model("late")  # the option draws no random numbers: the same initial weights
+    assert a.fusion.modality_dropout == 0.3
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(p, q, msg=n)

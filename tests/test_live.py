@@ -67,3 +67,36 @@ def test_every_control_label_is_shown_in_full():
     t = LiveTrainer(train, val)
     for w in t.controls():
         assert w.style.description_width == "initial", f"{w.description!r} would be truncated"
+
+
+def test_status_says_what_start_would_train_and_is_not_stale_after_a_run():
+    train, val = small()
+    t = LiveTrainer(train, val, epochs=1, method="gated")
+    t.device.value = "cpu"
+    assert t.status.value.startswith("ready: gated on cpu") and "press Start" in t.status.value
+    t.method.value = "film"  # the ready line follows the dropdown
+    assert t.status.value.startswith("ready: film on cpu")
+    t.start_button.click()
+    t.join(timeout=120)
+    assert "finished" in t.status.value and "film" in t.status.value and "ready" not in t.status.value
+    t.method.value = "late"  # moving a control after the run: ready for the next one
+    assert t.status.value.startswith("ready: late")
+
+
+def test_plot_titles_fit_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    train, val = small()
+    t = LiveTrainer(train, val, epochs=1, method="low_rank_tensor")
+    t.running = {"label": "low_rank_tensor on cpu, lr 0.0032, λ audio 1.5, λ image 2"}
+    t.curves = {"train_loss": [2.3, 1.9], "val_acc": [0.3, 0.5], "samples_per_s": [1e3, 1e3]}
+    fig = t.figure()
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    texts = [fig._suptitle] + [a.title for a in fig.axes]
+    assert "val accuracy" not in fig._suptitle.get_text() and t.last_title in fig._suptitle.get_text()
+    for text in texts:
+        ext = text.get_window_extent(renderer)
+        assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1 and ext.y1 <= box.y1 + 1, text.get_text()
+    assert [a.title.get_text() for a in fig.axes] == ["training loss", "validation accuracy"]

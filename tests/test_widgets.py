@@ -28,9 +28,10 @@ def test_moving_a_weight_changes_the_readout(panel):
 
 def test_noise_and_missing_modality_controls(panel):
     panel.weight["image"].value = panel.weight["audio"].value = 0.5
-    clean = panel.readout.value
+    clean = panel.state()["probs"]
     panel.noise["audio"].value = 1.0
-    assert panel.readout.value != clean
+    # the probabilities move (an untrained model's readout can be the same to 2 decimals)
+    assert not torch.allclose(panel.state()["probs"], clean)
     panel.noise["audio"].value = 0.0
     panel.present["audio"].value = False
     s = panel.state()
@@ -74,3 +75,15 @@ def test_panel_moves_its_own_copy_not_the_model_passed_in():
     p.weight["image"].value, p.weight["audio"].value = 1.0, 0.0
     assert p.model.fusion.weights() == {"audio": 0.0, "image": 1.0}
     assert model.fusion.weights() == {"audio": 0.5, "image": 0.5}
+
+
+def test_panel_noise_levels_in_units_of_each_modality_scale():
+    torch.manual_seed(0)
+    model = build_av_model("weighted_sum", dim=8, image_width=4, audio_hidden=8).eval()
+    test = load_av_digits("test")
+    inputs = {k: v[:16] for k, v in test.inputs.items()}
+    p = FusionWeightsPanel(model, inputs, test.labels[:16], noise_levels=(0.0, 2.0), scales={"audio": 1.0, "image": 0.25})
+    with torch.no_grad():  # level 2 on the image = noise of std 2 × 0.25 in pixel units
+        want = model.encoders["image"](corrupt(inputs, "image", 0.5)["image"])
+    torch.testing.assert_close(p.cache["image"][2.0], want)
+    assert p.noise["image"].description == "noise image (×σ)"
