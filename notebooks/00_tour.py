@@ -16,8 +16,7 @@
 #
 # **Prerequisites:** Python and a first contact with NumPy/PyTorch tensors. No earlier notebook.
 #
-# **Run time:** 8–25 s on a 2-core CPU (measured in quick and full mode); loading MiniLM and
-# embedding the snippets take most of it.
+# **Run time:** (measured by benchmarks/notebook_times.py)
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -301,6 +300,42 @@ table.index.name = "test accuracy"
 display(table)
 
 # %% [markdown]
+# **Read the audio numbers with two facts about the recordings in mind.**
+#
+# 1. *The same speakers are in every split.* The Free Spoken Digit Dataset's 3,000 recordings
+#    come from 6 speakers, each saying every digit 50 times (the data set's README). The file has
+#    no speaker ids, so AV-digits splits the recordings at random, and every speaker is heard in
+#    train, validation *and* test (the cell below computes how unlikely a gap is). A test
+#    recording is a new take of a digit by a voice the model has already heard say that digit
+#    many times. The audio accuracies therefore measure recognising *known* voices and are higher
+#    than on a speaker the model has never heard; without speaker ids this course cannot measure
+#    by how much.
+# 2. *Recordings are reused inside a split.* Each split holds fewer recordings than images, so
+#    one recording is paired with one or two images. A test accuracy over all pairs rests on fewer
+#    independent sounds than there are pairs (clean audio scores the very same recording more
+#    than once; the hard variant adds fresh noise at each use), so its uncertainty is larger than
+#    the number of pairs suggests.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from math import comb
+
+SPEAKERS, TAKES = 6, 50  # FSDD: 6 speakers, 50 recordings of each digit per speaker
+print("recordings:", len(seqs), "== speakers × digits × takes:", len(seqs) == SPEAKERS * 10 * TAKES)
+reuse = {s: (len(d), len(set(d.audio_ids.tolist()))) for s, d in hard.items()}
+for s, (n_pairs, n_rec) in reuse.items():
+    print(f"{s:>5}: {n_pairs:>4} pairs use {n_rec:>4} distinct recordings ({n_pairs / n_rec:.2f} pairs per recording)")
+takes_heard = reuse["train"][1] / 10 / SPEAKERS  # train recordings of one digit by one speaker, on average
+print(f"on average the model hears each speaker say each digit {takes_heard:.0f} times in training")
+missing = {}
+for s in ("val", "test"):
+    k = reuse[s][1] // 10  # recordings of one digit in this split
+    p_gap = comb(300 - TAKES, k) / comb(300, k)  # P(none of a digit's k recordings is by a given speaker)
+    missing[s] = SPEAKERS * 10 * p_gap
+    print(f"{s:>5}: P(a speaker never says a given digit in this split) = {p_gap:.1e}; "
+          f"expected (speaker, digit) combinations absent of 60: {missing[s]:.2f}")
+
+# %% [markdown]
 # ## 6. Exercises
 #
 # *How the checkers work:* run the checker cell after writing your answer. A wrong answer gets a
@@ -350,7 +385,11 @@ mmcourse.say(f"""
   {baseline[('clean', 'audio')]:.2f} (audio) on clean AV-digits, but only
   {baseline[('hard', 'image')]:.2f} and {baseline[('hard', 'audio')]:.2f} on the hard variant,
   where each modality alone leaves room for the other to help: lesson 05 measures whether fusion
-  does.
+  does. The image numbers are logistic regression on raw pixels: the bar any learned image
+  encoder must clear to be worth its cost.
+- The audio numbers are for **voices the model has heard**: all {SPEAKERS} FSDD speakers are in every split
+  (each says each digit about {takes_heard:.0f} times in training), so they overstate accuracy on a new
+  speaker; and the {reuse['test'][0]:,} test pairs hold only {reuse['test'][1]:,} distinct recordings.
 - What this does not show: these are linear baselines; lesson 05 measures real encoders and every
   fusion method against them.
 """)

@@ -15,8 +15,7 @@
 # - move from one sigmoid output to ten softmax outputs with `nn.Module`.
 #
 # **Prerequisites:** Python, NumPy-style array code, the chain rule. No earlier notebook.
-# **Run time:** 5–20 s on a 2-core CPU (measured: quick mode in `make test`, full mode in JupyterLab); the 200 full-batch
-# gradient steps on 600 digits are most of it.
+# **Run time:** (measured by benchmarks/notebook_times.py)
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -137,10 +136,17 @@ print(f"h {tuple(h.shape)}, z2 {tuple(z2.shape)}, p {tuple(p.shape)}; untrained 
 # layer's pre-activation $a_1 = XW^\top + b$ (shape $(N, H)$), so that $h=\sigma(a_1)$ and
 # $z_2 = h\,w_h + b_h$:
 #
-# $$\frac{\partial L}{\partial w_h}=h^\top\frac{\partial L}{\partial z_2},\quad
-# \frac{\partial L}{\partial h}=\frac{\partial L}{\partial z_2}w_h^\top,\quad
-# \frac{\partial L}{\partial a_1}=\frac{\partial L}{\partial h}\odot h\odot(1-h),\quad
-# \frac{\partial L}{\partial W}=\Big(\frac{\partial L}{\partial a_1}\Big)^{\!\top}X.$$
+# $$\frac{\partial L}{\partial w_h}=h^\top\frac{\partial L}{\partial z_2},\qquad
+# \frac{\partial L}{\partial b_h}=\sum_{i=1}^{N}\Big(\frac{\partial L}{\partial z_2}\Big)_i,\qquad
+# \frac{\partial L}{\partial h}=\frac{\partial L}{\partial z_2}w_h^\top,$$
+#
+# $$\frac{\partial L}{\partial a_1}=\frac{\partial L}{\partial h}\odot h\odot(1-h),\qquad
+# \frac{\partial L}{\partial W}=\Big(\frac{\partial L}{\partial a_1}\Big)^{\!\top}X,\qquad
+# \frac{\partial L}{\partial b}=\sum_{i=1}^{N}\Big(\frac{\partial L}{\partial a_1}\Big)_{i,:}.$$
+#
+# A bias is added to every example's pre-activation with weight 1, so its gradient is the sum of
+# the pre-activation's gradient over the batch: over the $N$ entries of $\partial L/\partial z_2$ for
+# the scalar $b_h$, and over the $N$ rows of $\partial L/\partial a_1$ (shape $(N, H)$) for $b$ (shape $(H,)$).
 #
 # First, the two forms of $\partial L/\partial z_2$ agree (`bce_grad_prob` is the probability-space form,
 # `bce_grad_logit` the simplified one; both live in `mmcourse.losses`, derived in notebook 02):
@@ -164,7 +170,8 @@ def backward_by_hand(X, y, P):
 
 # %% [markdown]
 # **Check against autograd.** Autograd differentiates the same loss mechanically. In float64
-# the hand gradients should agree to rounding error, far below any tolerance:
+# all four hand gradients, the two biases included, should agree to rounding error, far below
+# any tolerance:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -369,15 +376,18 @@ print("ROC-AUC mmcourse == sklearn:", np.isclose(auc, skm.roc_auc_score(y_te, p_
 
 # %%
 wrong = torch.nonzero(pred_te != y_te).squeeze(1)
+n_show = min(len(wrong), 15)  # every mistake, up to three rows of five
+n_rows = max(1, -(-n_show // 5))
 fig, axes = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 1.4]})
 axes[0].plot(fpr, tpr, drawstyle="steps-post")
 axes[0].plot([0, 1], [0, 1], ":", color="gray")
 axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate",
             title=f"ROC on the test set: AUC = {auc:.3f}")
 axes[1].axis("off")
-axes[1].set_title(f"The {len(wrong)} test digits it gets wrong (ŷ = P(eight))")
-for j, i in enumerate(wrong[:8].tolist()):
-    ax = axes[1].inset_axes([(j % 4) * 0.25, 0.5 - (j // 4) * 0.5, 0.23, 0.45])
+axes[1].set_title(f"All {len(wrong)} test digits it gets wrong (ŷ = P(eight))" if n_show == len(wrong) else
+                  f"{n_show} of the {len(wrong)} test digits it gets wrong (ŷ = P(eight))")
+for j, i in enumerate(wrong[:n_show].tolist()):
+    ax = axes[1].inset_axes([(j % 5) * 0.2, 1 - (j // 5 + 1) / n_rows, 0.18, 0.82 / n_rows])
     ax.imshow(Xs["test"][i].reshape(28, 28), cmap="gray_r")
     ax.set_title(f"true {'8' if y_te[i] else '3'}, ŷ={p_te[i]:.2f}", fontsize=8)
     ax.axis("off")
@@ -496,12 +506,12 @@ fit_note = (f"Validation loss was lowest at step {best_step} of {STEPS} and rose
             "training loss kept falling: over-fitting, visible even on this easy task." if overfits else
             f"Validation loss was still falling at step {STEPS}: no over-fitting within this budget.")
 mmcourse.say(f"""
-- **Hand gradients are right:** all four hand-derived gradients matched autograd in float64
-  ({grads_ok}); the probability-space and logit-space forms of $\\partial L/\\partial z_2$ agree ({same_dz2}).
+- **Hand gradients are right:** all four hand-derived gradients ($W$, $b$, $w_h$, $b_h$) matched autograd
+  in float64 ({grads_ok}); the probability-space and logit-space forms of $\\partial L/\\partial z_2$ agree ({same_dz2}).
 - **3 vs 8** (hidden net, {STEPS} full-batch steps, {len(split['test'])} test digits): accuracy
   {acc:.3f}, precision {P_bin:.3f}, recall {R_bin:.3f}, F1 {F1_bin:.3f}, ROC-AUC {auc:.3f}. With only
   {len(split['test'])} test digits, one mistake moves accuracy by {1 / len(split['test']):.3f}: the
-  third decimal is noise.
+  third decimal is noise. It gets {len(wrong)} test digits wrong; the figure shows {"all of them" if n_show == len(wrong) else f"the first {n_show}"}.
 - {fit_note}
 - **Ten digits** (BaseNet with {H10} hidden units, {EPOCHS} epochs): test accuracy {acc10:.3f}; the most
   frequent confusion is a true {t_} predicted as {p_} ({off.max()} of {len(y10_te)} test digits).

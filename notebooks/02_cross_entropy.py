@@ -3,20 +3,23 @@
 #
 # Notebook 01 trained with two gradient formulas it took on trust: $\partial L/\partial z=(\hat y-y)/N$
 # for binary cross-entropy and $(\text{softmax}(z)-\text{onehot}(y))/B$ for the softmax version.
-# Here you derive both symbolically, see with numbers why the textbook probability-space form
+# Here you first see what cross-entropy *is* (a negative log-likelihood), then derive both gradients
+# symbolically, see why squared error learns slowly where cross-entropy does not, see with numbers why the textbook probability-space form
 # breaks in floating point while the logit form does not, check every gradient in
 # `mmcourse.losses` with `torch.autograd.gradcheck`, and confirm that one SGD step by hand is
 # exactly `torch.optim.SGD`'s step.
 #
 # **Learning goals**
+# - say what cross-entropy is: the negative log-likelihood of a Bernoulli / categorical model, and
+#   $H(p,q)=H(p)+\mathrm{KL}(p\,\|\,q)$; expect an untrained $C$-class model's loss near $\ln C$;
 # - derive $\partial L/\partial z=\sigma(z)-y$ for BCE with sympy, both directly and through $\sigma'(z)=\sigma(1-\sigma)$;
-# - derive the softmax cross-entropy gradient $p-\text{onehot}(y)$;
+# - derive the softmax cross-entropy gradient $p-\text{onehot}(y)$, and show why squared error on $p$
+#   stops learning when confidently wrong while cross-entropy does not;
 # - explain (with numbers) why naive BCE and the probability-space gradient overflow, and write the stable forms;
 # - verify hand gradients with float64 `gradcheck`, and an optimiser step by hand.
 #
 # **Prerequisites:** notebook 01 (the base model), the chain rule.
-# **Run time:** 4–25 s on a 2-core CPU (measured: quick mode in `make test`, full mode in JupyterLab); sympy's algebra and
-# the gradchecks take most of it.
+# **Run time:** (measured by benchmarks/notebook_times.py)
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -38,6 +41,7 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is Non
 
 # %%
 import inspect
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -45,6 +49,7 @@ import sympy as sp
 import torch
 from IPython.display import Markdown, display
 from torch.autograd import gradcheck
+from torch.distributions import Bernoulli, Categorical
 
 import mmcourse
 from mmcourse import check, losses, metrics
@@ -56,6 +61,52 @@ gen = mmcourse.seed_everything(0)
 device = mmcourse.pick_device()  # everything here is small: CPU tensors throughout
 TRAIN_STEPS = mmcourse.quick(150, 20)  # hand-gradient steps of the softmax regression
 print(mmcourse.describe(device))
+
+# %% [markdown]
+# ## 0 · What cross-entropy is
+#
+# A classifier's output is a probability model of the label. With two classes it is a
+# **Bernoulli** distribution, $q(y)=p^{y}(1-p)^{1-y}$ with $p=\sigma(z)$; with $C$ classes a
+# **categorical** one, $q(c)=\text{softmax}(z)_c$. Maximum likelihood makes the observed labels
+# as probable as possible, $\max\prod_i q(y_i)$, which is the same as minimising the mean
+# **negative log-likelihood**
+#
+# $$L=-\frac1N\sum_i\log q(y_i).$$
+#
+# For the Bernoulli model $-\log q(y)=-\big[y\log p+(1-y)\log(1-p)\big]$, binary cross-entropy;
+# for the categorical one $-\log\text{softmax}(z)_{y}$, softmax cross-entropy. The name comes from
+# information theory: for a target distribution $p$ over the classes and the model's $q$,
+#
+# $$H(p,q)=-\sum_c p_c\log q_c=\underbrace{-\sum_c p_c\log p_c}_{H(p)\text{, entropy}}
+# +\underbrace{\sum_c p_c\log\frac{p_c}{q_c}}_{\mathrm{KL}(p\,\|\,q)\,\ge\,0}.$$
+#
+# $H(p)$ does not depend on the model, so minimising the cross-entropy over $q$ minimises the KL
+# divergence from the target to the model. A one-hot label has $H(p)=0$, and then
+# $H(p,q)=\mathrm{KL}(p\,\|\,q)=-\log q_y$, the per-example NLL above. (Lesson 09's distillation
+# uses the same formula with a soft target $p$.)
+#
+# **A number to expect.** A model that knows nothing predicts the uniform $q_c=1/C$, with loss
+# $-\log(1/C)=\ln C$: $\ln 2=0.693$ for two classes, $\ln 10=2.303$ for ten. An untrained net has
+# small random logits, so a nearly uniform softmax and a first loss close to $\ln C$ (section 6
+# measures it on real digits). A first loss far above $\ln C$ means the initial logits are too
+# large: a sanity check worth doing before any training. All of this, checked in float64:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+g0 = torch.Generator().manual_seed(0)  # this cell's own stream: a re-run repeats it exactly
+p_t = torch.softmax(torch.randn(5, generator=g0, dtype=torch.float64), 0)  # a target distribution, C = 5
+q_m = torch.softmax(torch.randn(5, generator=g0, dtype=torch.float64), 0)  # a model's distribution
+H_pq, H_p = -(p_t * q_m.log()).sum(), -(p_t * p_t.log()).sum()
+KL = (p_t * (p_t / q_m).log()).sum()
+print("H(p, q) == H(p) + KL(p || q):", torch.allclose(H_pq, H_p + KL), "| KL >= 0:", bool(KL >= 0),
+      "| KL == torch's kl_div:", torch.allclose(KL, torch.nn.functional.kl_div(q_m.log(), p_t, reduction="sum")))
+z4, y4 = torch.randn(4, 5, generator=g0, dtype=torch.float64), torch.tensor([0, 3, 1, 4])
+yb4 = torch.tensor([1.0, 0, 0, 1], dtype=torch.float64)
+print("softmax_ce == categorical NLL:", torch.allclose(softmax_ce(z4, y4), -Categorical(logits=z4).log_prob(y4).mean()))
+print("bce_with_logits == Bernoulli NLL:", torch.allclose(bce_with_logits(z4[:, 0], yb4),
+                                                          -Bernoulli(logits=z4[:, 0]).log_prob(yb4).mean()))
+uniform_loss = softmax_ce(torch.zeros(1, 10), torch.tensor([3])).item()  # equal logits: the uniform guess
+print(f"uniform guess over 10 classes: loss {uniform_loss:.4f}; ln 10 = {math.log(10):.4f}")
 
 # %% [markdown]
 # ## 1 · The BCE gradient, symbolically
@@ -132,7 +183,56 @@ for k in range(3):
 print("d ell / d z_j == p_j - [j = k] for all j, k:", all_ok)
 
 # %% [markdown]
-# ## 3 · Why the logit form: numbers at the edges
+# ## 3 · Why not squared error? The gradient when confidently wrong
+#
+# Squared error on the probability, $\ell_{\text{MSE}}=\tfrac12(\sigma(z)-y)^2$, is the loss one
+# might try first. Its logit gradient carries the sigmoid's slope; cross-entropy's does not:
+#
+# $$\frac{\partial}{\partial z}\tfrac12\big(\sigma(z)-y\big)^2=\big(\sigma(z)-y\big)\,\sigma(z)\big(1-\sigma(z)\big),
+# \qquad\frac{\partial\ell_{\text{CE}}}{\partial z}=\sigma(z)-y.$$
+#
+# Take a confidently wrong prediction, $y=1$ and $z\to-\infty$, so $\sigma(z)\to0$. The
+# cross-entropy gradient tends to $-1$: its largest push, exactly where the model is most wrong.
+# The squared-error gradient tends to $0$, because the factor $\sigma(z)(1-\sigma(z))$ vanishes on
+# the sigmoid's flat tail: a sigmoid output trained with squared error that starts confidently
+# wrong barely moves. In cross-entropy the $\log$ of the Bernoulli likelihood cancels that factor
+# (section 1). sympy derives the squared-error gradient; autograd checks both formulas in float64:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+mse_dz = sp.diff(sp.Rational(1, 2) * (sigma - y) ** 2, z)
+print("d/dz ½(σ(z) − y)² == (σ − y) σ (1 − σ):", sp.simplify(mse_dz - (sigma - y) * sigma * (1 - sigma)) == 0)
+zg64 = torch.linspace(-10, 10, 201, dtype=torch.float64, requires_grad=True)  # per-example logits, y = 1
+y1 = torch.ones_like(zg64)
+s64 = sigmoid(zg64.detach())
+(0.5 * (sigmoid(zg64) - y1) ** 2).sum().backward()  # a sum of per-example losses: .grad = each dℓ/dz
+mse_ok = check.cmp("MSE dl/dz vs autograd", (s64 - 1) * s64 * (1 - s64), zg64.grad, decimals=12)
+zg64.grad = None
+(bce_with_logits(zg64, y1) * len(zg64)).backward()  # the mean × N: also a sum of per-example losses
+ce_ok = check.cmp("CE dl/dz vs autograd", s64 - 1, zg64.grad, decimals=12)
+
+# %%
+zc = torch.linspace(-10, 6, 321, dtype=torch.float64)
+sc = sigmoid(zc)
+z_wrong = -5.0  # a confidently wrong logit for a positive example
+s_w = sigmoid(torch.tensor(z_wrong, dtype=torch.float64)).item()
+ce_w, mse_w = s_w - 1, (s_w - 1) * s_w * (1 - s_w)
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.8))
+a1.plot(zc, -torch.log(sc), label="cross-entropy −log σ(z)")
+a1.plot(zc, 0.5 * (sc - 1) ** 2, "--", label="squared error ½(σ(z) − 1)²")
+a1.set(xlabel="logit z (label y = 1)", ylabel="loss", ylim=(0, 5), title="Loss: CE keeps growing, MSE flattens at ½")
+a2.plot(zc, sc - 1, label="CE: σ(z) − y")
+a2.plot(zc, (sc - 1) * sc * (1 - sc), "--", label="MSE: (σ(z) − y) σ(z)(1 − σ(z))")
+a2.plot([z_wrong, z_wrong], [ce_w, mse_w], "ko")
+a2.axhline(0, color="gray", lw=0.5)
+a2.set(xlabel="logit z (label y = 1)", ylabel="dℓ/dz",
+       title=f"At z = {z_wrong:.0f} (p = {s_w:.3f}): CE gradient {ce_w:.3f}, MSE {mse_w:.4f}")
+a1.legend(), a2.legend(loc="lower right")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## 4 · Why the logit form: numbers at the edges
 #
 # In float32, $\sigma(z)$ rounds to exactly 1 once $e^{-z}$ drops below half a unit in the last
 # place of 1 (the plot below finds that logit). Then $\log(1-p)=\log 0=-\infty$, and $1/(1-p)$ in the probability
@@ -227,7 +327,7 @@ print(inspect.getsource(log_softmax).split('"""')[-1])
 print(inspect.getsource(softmax_ce).split('"""')[-1])
 
 # %% [markdown]
-# ## 4 · gradcheck every gradient in `mmcourse.losses`
+# ## 5 · gradcheck every gradient in `mmcourse.losses`
 #
 # `torch.autograd.gradcheck` compares an analytic gradient with finite differences
 # $\frac{f(x+\epsilon)-f(x-\epsilon)}{2\epsilon}$ in float64. To test *our* hand gradients (not
@@ -270,7 +370,7 @@ bce_with_logits(zg, yb64).backward()
 cmp_ok &= check.cmp("bce_grad_logit", bce_grad_logit(z64.detach(), yb64), zg.grad, decimals=12)
 
 # %% [markdown]
-# ## 5 · One SGD step by hand equals `torch.optim.SGD`
+# ## 6 · One SGD step by hand equals `torch.optim.SGD`
 #
 # A softmax regression on real digits, logits $Z=XW^\top+b$ with $X$ (B, 784), $W$ (10, 784).
 # By the chain rule and section 2, $\partial L/\partial W=G^\top X$ and $\partial L/\partial b=\sum_i G_i$,
@@ -299,8 +399,26 @@ sgd_ok = check.cmp("W after one step", W, model.weight, decimals=12)
 sgd_ok &= check.cmp("b after one step", b, model.bias, decimals=12)
 
 # %% [markdown]
+# **The first loss of an untrained model.** Section 0 predicted it: close to $\ln 10$, the loss of
+# the uniform guess. Two untrained models with PyTorch's default initialisation, on the 4,000
+# training digits (each with its own seed, so a re-run gives the same numbers):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+torch.manual_seed(0)
+untrained = {"softmax regression (nn.Linear)": torch.nn.Linear(784, 10).double(),
+             "one hidden layer of 64 (as notebook 01)": torch.nn.Sequential(
+                 torch.nn.Linear(784, 64), torch.nn.Sigmoid(), torch.nn.Linear(64, 10)).double()}
+with torch.no_grad():
+    first_loss = {name: softmax_ce(m(X_all[tr]), y_all[tr]).item() for name, m in untrained.items()}
+for name, loss0 in first_loss.items():
+    print(f"{name:<40} first loss {loss0:.2f}  vs ln 10 = {math.log(10):.2f}")
+
+# %% [markdown]
 # Since each step is right, a whole training run can be done with hand gradients only.
-# Full-batch steps of the softmax regression on the training digits, tested on held-out ones:
+# Full-batch steps of the softmax regression on the training digits, tested on held-out ones.
+# It starts from zero weights: every logit is 0, the softmax is exactly uniform and the first loss
+# is exactly $\ln 10$.
 
 # %%
 W, b = torch.zeros(10, 784, dtype=torch.float64), torch.zeros(10, dtype=torch.float64)
@@ -316,12 +434,12 @@ acc_te = metrics.accuracy(y_all[te], logits_te.argmax(1))
 print(f"softmax regression trained with hand gradients only: test accuracy {acc_te:.3f} after {TRAIN_STEPS} steps")
 
 # %% [markdown]
-# ## 6 · Interactive: loss and gradient at a logit
+# ## 7 · Interactive: loss and gradient at a logit
 #
 # Move the logit $z$ and flip the label: the curves are $\ell(z)$ from `bce_with_logits` and
-# $\partial\ell/\partial z$ from `bce_grad_logit`; the dot is the current point. Note that the
-# gradient never exceeds 1 in size, however wrong the prediction: large errors are not
-# amplified (unlike squared error on probabilities, whose gradient vanishes there).
+# $\partial\ell/\partial z$ from `bce_grad_logit`; the dot is the current point. The gradient's size
+# $|\sigma(z)-y|$ grows with the error and approaches 1 as the prediction becomes confidently
+# wrong: it never vanishes there, unlike squared error on the probability (section 3).
 # (Without a live kernel the cell prints its initial state.)
 
 # %%
@@ -401,7 +519,18 @@ t_slider.observe(lambda change: temp_readout.update(Markdown(show_temperature(ch
 # ## What the numbers say
 
 # %%
+lin_name, mlp_name = list(first_loss)
+near_uniform = all(abs(v - math.log(10)) < 0.1 for v in first_loss.values())  # within 0.1 nats of ln 10
+near_note = ("within 0.1 of $\\ln 10$, as small random logits predict" if near_uniform else
+             "more than 0.1 from $\\ln 10$: their initial logits are not small")
 mmcourse.say(f"""
+- **Cross-entropy is the negative log-likelihood** of a Bernoulli (two classes) or categorical model:
+  our losses equal `torch.distributions`' NLL, and $H(p,q)=H(p)+\\mathrm{{KL}}(p\\,\\|\\,q)$ holds in float64.
+  The uniform guess costs $\\ln 10={uniform_loss:.3f}$; untrained, the softmax regression starts at
+  {first_loss[lin_name]:.3f} and the hidden-layer net at {first_loss[mlp_name]:.3f}: {near_note}.
+- **Squared error stops learning where it is most wrong:** at $z={z_wrong:.0f}$ with $y=1$ ($p={s_w:.3f}$) its
+  logit gradient is {mse_w:.4f}, cross-entropy's {ce_w:.3f} ({abs(ce_w / mse_w):.0f}× larger); both formulas
+  match autograd in float64 ({mse_ok and ce_ok}).
 - **The derivations hold symbolically:** the probability-space BCE gradient times $\\sigma'(z)$ is
   exactly $\\sigma(z)-y$, and softmax cross-entropy's gradient is $p-\\text{{onehot}}(y)$ (sympy: {all_ok}).
 - **Naive forms fail at ordinary logits:** in float32 naive BCE with $y=0$ is infinite from
