@@ -7,7 +7,8 @@ result back:
 
 so one adapter trains 2·d·m + d + m numbers. ``W_up`` and ``b_up`` start at zero, so at
 initialisation Adapter(h) = h *exactly* and the adapted model computes what the base model
-computes (Houlsby et al. initialise near zero; exact zero is AdapterHub's
+computes (Houlsby et al. initialise near the identity, with small random weights; exact zero is
+this course's choice, also AdapterHub's
 ``init_weights="mam_adapter"`` and the rule LoRA uses for B). Houlsby et al. insert two
 adapters per transformer layer: after the attention block's output projection and after the
 feed-forward block's, each after that projection's dropout and before the residual + LayerNorm,

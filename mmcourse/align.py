@@ -230,9 +230,44 @@ def retrieval_table(emb: dict[str, Tensor], labels: Tensor, ks=(1, 5)) -> dict[s
     return out
 
 
+def k_occurrence(queries: Tensor, gallery: Tensor, k: int = 5) -> Tensor:
+    """How often each gallery item is among a query's k nearest: the k-occurrence N_k (hubness).
+
+    In high-dimensional spaces a few gallery items ("hubs") can be near almost every query, and
+    then they fill most top-k lists (Radovanović et al. 2010, JMLR). Every query contributes k
+    slots, so ``N_k.sum() == k · N``; without hubs N_k stays close to k · N / G for every item.
+
+    Args:
+        queries: (N, D), gallery: (G, D) embeddings (cosine similarity).
+        k: neighbours per query, 1 ≤ k ≤ G.
+
+    Returns:
+        (G,) int64 counts.
+    """
+    if queries.ndim != 2 or gallery.ndim != 2 or queries.shape[1] != gallery.shape[1]:
+        raise ValueError(f"k_occurrence wants (N, D) queries and (G, D) gallery, got {tuple(queries.shape)} "
+                         f"and {tuple(gallery.shape)}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(gallery):
+        raise ValueError(f"k must be in 1..{len(gallery)} (the gallery size), got {k}")
+    sim = F.normalize(queries.float(), dim=-1) @ F.normalize(gallery.float(), dim=-1).T  # (N, G)
+    top = sim.topk(k, dim=1).indices.flatten()  # (N·k,)
+    return torch.bincount(top, minlength=len(gallery))  # (G,)
+
+
+def hub_share(queries: Tensor, gallery: Tensor, k: int = 5, top: int = 10) -> float:
+    """Fraction of all N·k top-k slots taken by the ``top`` most retrieved gallery items.
+
+    Without hubs this is about top / G; when a handful of items answer every query it nears 1.
+    """
+    counts = k_occurrence(queries, gallery, k)
+    return (counts.sort(descending=True).values[:top].sum() / counts.sum()).item()
+
+
 class PromptClassifier(nn.Module):
-    """Locked-text tuning (LiT, Zhai et al. 2022): an image tower projected into a *frozen* text
-    space; class scores are scaled cosines with one prompt embedding per class.
+    """A classifier head onto *frozen* text prompts: the image tower and a projection train, the
+    class prompts stay fixed. This is the *reverse* of LiT (which locks the image tower and tunes
+    the text side; ``LockedImageTuning``): with one fixed prompt per class it is an ordinary
+    cosine classifier whose class vectors are MiniLM embeddings instead of learned weights.
 
     Args:
         encoder: the image tower (has ``out_dim``), trained.
@@ -266,6 +301,57 @@ class PromptClassifier(nn.Module):
         return self.logit_scale() * self.embed(x) @ self.prompts.T  # (B, C)
 
 
+class LockedImageTuning(nn.Module):
+    """LiT, locked-image tuning (Zhai et al. 2022): the pretrained image tower is *locked* (frozen,
+    batch-norm statistics included) and the text side learns to point at its embeddings.
+
+    Image side: f̂(x) = normalize(f(x)), nothing trained. Text side: frozen sentence embeddings
+    t_c (e.g. MiniLM, D_text) through a trainable head g: D_text → D_img (LiT tunes the whole
+    text tower; a linear head on a frozen one is the cheapest version). Class scores:
+
+        logits(x)_c = s · f̂(x) · normalize(g(t_c)),
+
+    the image→text half of the CLIP loss with one text per class.
+
+    Args:
+        encoder: the pretrained image tower (has ``out_dim``); frozen here, in place.
+        prompts: (C, D_text) class prompt embeddings (a buffer; ``set_prompts`` swaps them).
+
+    Shapes:
+        forward: (B, 1, 28, 28) → (B, C) logits.
+    """
+
+    def __init__(self, encoder: nn.Module, prompts: Tensor, temperature: float = 0.07):
+        super().__init__()
+        self.encoder = encoder.requires_grad_(False).eval()
+        self.text_head = nn.Linear(prompts.shape[1], encoder.out_dim)
+        self.logit_scale = LogitScale(temperature)
+        self.register_buffer("prompts", prompts.float())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # locked: its batch-norm statistics must not move either
+        return self
+
+    def set_prompts(self, prompts: Tensor) -> LockedImageTuning:
+        if prompts.ndim != 2 or prompts.shape[1] != self.prompts.shape[1]:
+            raise ValueError(f"prompts must be (C, {self.prompts.shape[1]}), got {tuple(prompts.shape)}")
+        self.prompts = prompts.float().to(self.prompts.device)
+        return self
+
+    def embed_text(self, prompts: Tensor) -> Tensor:
+        """(C, D_text) → (C, D_img) unit vectors in the locked image space."""
+        return F.normalize(self.text_head(prompts), dim=-1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """(B, 1, 28, 28) → (B, D_img) unit vectors from the locked image tower."""
+        with torch.no_grad():
+            return F.normalize(self.encoder(x), dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.logit_scale() * self.embed(x) @ self.embed_text(self.prompts).T  # (B, C)
+
+
 def build_av_aligner(proj_dim: int = 32, seed: int = 0) -> ContrastiveAligner:
     """Fresh image and audio towers (the fusion lessons' sizes: D = 64) + projections to P."""
     from mmcourse.encoders import AudioEncoder, ImageEncoder
@@ -275,7 +361,7 @@ def build_av_aligner(proj_dim: int = 32, seed: int = 0) -> ContrastiveAligner:
 
 
 def aligned_av_encoders(difficulty: str = "clean", epochs: int | None = None, n_train: int | None = None,
-                        seed: int = 0, progress: bool = True) -> ContrastiveAligner:
+                        seed: int = 0, progress: bool = True, return_info: bool = False):
     """Image and audio towers aligned with the CLIP loss on AV-digits *train* pairs (cached).
 
     No labels enter the loss, but note: AV-digits pairs were *formed* by matching digits, so the
@@ -283,7 +369,9 @@ def aligned_av_encoders(difficulty: str = "clean", epochs: int | None = None, n_
     sound, co-occur without anyone labelling them).
 
     Args:
-        epochs, n_train: default ``quick(30, 1)`` epochs over ``quick(3500, 300)`` pairs.
+        epochs, n_train: default ``quick(30, 1)`` epochs over ``quick(3500, 300)`` pairs (lesson 07's
+            settings; lesson 08 calls it with the defaults, so both load the same file).
+        return_info: also return ``load_or_train``'s info (``"path"``: the checkpoint file).
     """
     from mmcourse.checkpoint import load_or_train
     from mmcourse.data import load_av_digits
@@ -303,4 +391,5 @@ def aligned_av_encoders(difficulty: str = "clean", epochs: int | None = None, n_
     name = f"clip-av-{difficulty}-{'quick' if QUICK else 'full'}"
     key = {"config": config, "difficulty": difficulty, "n_train": n_train, "init_seed": seed,
            "train": (X, train.labels[:n_train]), "clamp": MAX_LOGIT_SCALE}
-    return load_or_train(name, aligner, train_fn, key=key, verbose=progress).eval()
+    model, info = load_or_train(name, aligner, train_fn, key=key, verbose=progress, return_info=True)
+    return (model.eval(), info) if return_info else model.eval()

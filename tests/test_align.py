@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mmcourse.align import (ContrastiveAligner, LogitScale, PromptClassifier, chance_recall_at_k,
@@ -184,3 +185,52 @@ def test_prompt_classifier_and_zero_shot():
         pc.set_prompts(torch.randn(3, 5))
     texts = torch.tensor([[1.0, 0.1], [0.2, 3.0], [-1.0, 0.0]])
     assert zero_shot_predict(texts, torch.tensor([[1.0, 0.0], [0.0, 1.0]])).tolist() == [0, 1, 1]
+
+
+def test_k_occurrence_counts_by_hand_and_finds_a_hub():
+    from mmcourse.align import hub_share, k_occurrence
+    gallery = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    queries = torch.tensor([[1.0, 0.1], [0.9, -0.2], [0.1, 1.0]])
+    # top-1: g0, g0, g1; top-2: {g0, g1}, {g0, g1}, {g1, g0}
+    assert k_occurrence(queries, gallery, k=1).tolist() == [2, 1, 0]
+    assert k_occurrence(queries, gallery, k=2).tolist() == [3, 3, 0]
+    assert hub_share(queries, gallery, k=1, top=1) == pytest.approx(2 / 3)
+    # a gallery item next to every query is a hub: it is in every top-1 list
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(50, 8, generator=g) * 0.1 + 1.0, dim=-1)
+    gal = torch.cat([torch.ones(1, 8), torch.randn(20, 8, generator=g)])
+    counts = k_occurrence(q, gal, k=1)
+    assert counts[0] == 50 and counts.sum() == 50
+    with pytest.raises(ValueError, match="k must be"):
+        k_occurrence(queries, gallery, k=4)
+    with pytest.raises(ValueError, match="k_occurrence wants"):
+        k_occurrence(queries, gallery[:, :1], k=1)
+
+
+def test_locked_image_tuning_trains_only_the_text_side():
+    from mmcourse.align import LockedImageTuning
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))
+    enc.out_dim = 3
+    lit = LockedImageTuning(enc, torch.randn(2, 5))  # C=2 prompts of D_text=5
+    assert {n for n, p in lit.named_parameters() if p.requires_grad} == {
+        "text_head.weight", "text_head.bias", "logit_scale.log_scale"}
+    x = torch.randn(6, 1, 2, 2)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    lit.train()
+    assert not lit.encoder.training  # locked: batch-norm statistics stay
+    out = lit(x)
+    assert out.shape == (6, 2)
+    F.cross_entropy(out, torch.tensor([0, 1, 0, 1, 0, 1])).backward()
+    assert lit.text_head.weight.grad is not None
+    for k, v in enc.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    # logits = s * cos(f(x), g(t_c)) by hand
+    with torch.no_grad():
+        lit.eval()
+        f = F.normalize(enc(x), dim=-1)
+        t = F.normalize(lit.text_head(lit.prompts), dim=-1)
+        torch.testing.assert_close(lit(x), lit.logit_scale() * f @ t.T)
+    assert lit.set_prompts(torch.randn(4, 5))(x).shape == (6, 4)
+    with pytest.raises(ValueError, match="prompts must be"):
+        lit.set_prompts(torch.randn(3, 4))

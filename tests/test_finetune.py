@@ -53,3 +53,26 @@ def test_sentence_classifier_shapes_and_errors():
 def test_zero_shot_predict_errors():
     with pytest.raises(ValueError, match="need"):
         zero_shot_predict(torch.randn(3, 2), torch.randn(2, 3))
+
+
+def test_trim_padding_drops_only_all_padding_columns_and_keeps_the_output():
+    from mmcourse.finetune import trim_padding
+    ids = torch.tensor([[5, 6, 0, 0, 0], [7, 8, 9, 0, 0]])
+    mask = (ids != 0).long()
+    t_ids, t_mask = trim_padding(ids, mask)
+    assert t_ids.tolist() == [[5, 6, 0], [7, 8, 9]] and t_mask.tolist() == [[1, 1, 0], [1, 1, 1]]
+    left = torch.tensor([[0, 0, 5], [0, 7, 8]])  # left padding: no trailing all-pad column
+    assert trim_padding(left, (left != 0).long())[0].shape == (2, 3)
+    assert trim_padding(ids, None)[1] is None
+    assert trim_padding(torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 3))[0].shape == (2, 1)
+    # a real (tiny) BERT: the trimmed batch gives the same sentence features
+    transformers = pytest.importorskip("transformers")
+    from mmcourse.encoders import TextEncoder
+    cfg = transformers.BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=16, max_position_embeddings=16)
+    torch.manual_seed(0)
+    enc = TextEncoder(transformers.BertModel(cfg).eval(), None, pad_id=0)
+    model = SentenceClassifier(enc, n_classes=2).eval()
+    with torch.no_grad():
+        full = model.head(enc(ids, mask))
+        torch.testing.assert_close(model({"input_ids": ids, "attention_mask": mask}), full)
