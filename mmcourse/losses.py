@@ -136,6 +136,10 @@ def bce_with_logits(z: Tensor, y: Tensor) -> Tensor:
     log(1 + e^(-z)) = max(-z, 0) + log(1 + e^(-|z|)) keeps every exponent ≤ 0, and
     (1-y) z + max(-z, 0) = max(z, 0) - z y. Finite for any finite z.
 
+    max(z, 0) is computed as (z + |z|) / 2 (the same number in floating point): autograd takes
+    d|z|/dz = 0 at z = 0, so this form's derivative there is the true σ(0) - y = 1/2 - y, while
+    ``z.clamp(min=0)`` would give a one-sided 0 or 1 (a zero logit is common: zero-initialised heads).
+
     Args:
         z: logits, any shape.
         y: labels in [0, 1], same shape as ``z``.
@@ -145,7 +149,8 @@ def bce_with_logits(z: Tensor, y: Tensor) -> Tensor:
     _float(z, "z")
     _same_shape(z, y, "z and y")
     y = _binary_labels(y, z)
-    return (z.clamp(min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()
+    a = z.abs()
+    return ((z + a) / 2 - z * y + torch.log1p(torch.exp(-a))).mean()  # (z + |z|)/2 = max(z, 0)
 
 
 def bce_grad_prob(p: Tensor, y: Tensor) -> Tensor:

@@ -82,6 +82,44 @@ def test_softmax_ce_grad_matches_autograd(B, C, seed):
     assert_close(grad.sum(1), torch.zeros(B, dtype=torch.float64))  # rows sum to zero
 
 
+def test_squared_error_logit_gradient_vanishes_where_cross_entropy_does_not():
+    # notebook 02 §3: d/dz ½(σ(z) − y)² = (σ − y) σ (1 − σ), checked against autograd in float64
+    z = torch.linspace(-30, 30, 121, dtype=torch.float64, requires_grad=True)  # includes z = 0 exactly
+    y = torch.ones_like(z)
+    (0.5 * (torch.sigmoid(z) - y) ** 2).sum().backward()
+    s = torch.sigmoid(z.detach())
+    assert_close(z.grad, (s - 1) * s * (1 - s))
+    z.grad = None
+    (L.bce_with_logits(z, y) * len(z)).backward()  # the mean × N: per-example gradients
+    assert_close(z.grad, s - 1)
+    confidently_wrong = z.detach() < -10  # y = 1, σ(z) < 5e-5
+    assert (s[confidently_wrong] - 1).abs().min() > 0.9999  # CE: |σ − y| → 1
+    assert ((s - 1) * s * (1 - s))[confidently_wrong].abs().max() < 5e-5  # MSE: → 0
+
+
+def test_bce_with_logits_autograd_is_exact_at_zero_logit():
+    # max(z, 0) as clamp would give a one-sided derivative at z = 0; (z + |z|)/2 gives σ(0) - y
+    for y in (0.0, 1.0, 0.25):
+        z = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+        L.bce_with_logits(z, torch.tensor([y], dtype=torch.float64)).backward()
+        assert_close(z.grad, torch.tensor([0.5 - y], dtype=torch.float64))
+
+
+def test_cross_entropy_is_the_negative_log_likelihood_and_entropy_plus_kl():
+    zc, yc = _classes(6, 4, 3)
+    assert_close(L.softmax_ce(zc, yc), -torch.distributions.Categorical(logits=zc).log_prob(yc).mean())
+    z, y = _binary((5,), 4)
+    assert_close(L.bce_with_logits(z, y), -torch.distributions.Bernoulli(logits=z).log_prob(y).mean())
+    p, q = torch.softmax(zc, 1), torch.softmax(zc.flip(0), 1)  # (6, 4) target and model distributions
+    cross = -(p * q.log()).sum(1)
+    entropy, kl = -(p * p.log()).sum(1), (p * (p / q).log()).sum(1)
+    assert_close(cross, entropy + kl)
+    assert (kl >= 0).all()
+    for C in (2, 10):  # the uniform guess costs ln C
+        assert_close(L.softmax_ce(torch.zeros(3, C, dtype=torch.float64), torch.zeros(3, dtype=torch.long)),
+                     torch.tensor(C, dtype=torch.float64).log())
+
+
 def test_gradcheck_every_differentiable_loss():
     z, y = _binary((3, 2), 0)
     z.requires_grad_()
