@@ -195,7 +195,8 @@ def attack(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor, eps: flo
         attacked: a modality name or a list of them; only these are perturbed.
         method: ``"fgsm"`` (x + ε·sign ∇, one step) or ``"pgd"``.
         spaces: ``{m: InputSpace}``; a modality without one gets ``InputSpace()`` (σ = 1, unbounded).
-        steps, alpha, random_start: PGD only; the step is alpha·ε/steps (Madry et al.'s 2.5ε/steps).
+        steps, alpha, random_start: PGD only; the step is alpha·ε/steps (default 2.5ε/steps: the
+            ratio of Madry et al.'s CIFAR-10 challenge config, ε = 8 with 10 steps of 2).
         seed: seeds PGD's random start (a CPU generator, so every device draws the same start).
 
     Returns:
@@ -291,3 +292,51 @@ def adversarial_loss(model: nn.Module, eps: float, attacked, spaces=None, mix: f
         clean = F.cross_entropy(out["logits"].float(), labels)
         return (1 - mix) * clean + mix * F.cross_entropy(logits_of(model(adv)).float(), labels)
     return loss_fn
+
+
+class _NotCached(Exception):
+    pass
+
+
+def train_defended(eps: float, train, val, spaces: dict, config=None, seed: int = 0, mix: float = 0.5,
+                   cached_only: bool = False):
+    """Adversarially train lesson 09's teacher architecture (``compress.TEACHER``), cached by fingerprint.
+
+    Each batch's loss is (1 − mix)·CE(x) + mix·CE(x'), x' a one-step attack from a random start on
+    both modalities with step 1.25ε ("fast" adversarial training, Wong et al. 2020; ``adversarial_loss``).
+    A module-level function, so ``mmcourse.parallel.run_many`` can train several ε in parallel.
+
+    Args:
+        eps: ε_train in units of each modality's σ (``spaces``).
+        train, val: ``(inputs, labels)``; the best epoch is chosen on ``val`` (clean accuracy).
+        config: default ``zoo.RECIPE`` (the teacher's recipe).
+        cached_only: return None instead of training when no checkpoint matches.
+
+    Returns:
+        the trained model in eval mode, or None (``cached_only`` and nothing cached).
+    """
+    from mmcourse.checkpoint import load_or_train
+    from mmcourse.compress import TEACHER
+    from mmcourse.fusion.zoo import RECIPE, build_av_model
+    from mmcourse.runtime import QUICK
+    from mmcourse.train import FitConfig, fit
+
+    config = FitConfig(**{**(RECIPE if config is None else config).__dict__, "seed": seed})
+    torch.manual_seed(seed)
+    net = build_av_model(**TEACHER)
+    keys = sorted(train[0])
+    loss_fn = adversarial_loss(net, eps, keys, spaces, mix=mix)
+    key = {"teacher": TEACHER, "config": {**config.__dict__, "device": None}, "train": train, "val": val,
+           "init_seed": seed, "defence": {"eps": eps, "mix": mix, "attack": "fgsm-rs, step 1.25 eps"},
+           "spaces": {k: vars(s) for k, s in sorted(spaces.items())}}
+
+    def refuse(_m):
+        raise _NotCached
+
+    try:
+        net = load_or_train(f"av-teacher-advtrain-eps{eps:g}-{'quick' if QUICK else 'full'}", net,
+                            refuse if cached_only else (lambda m: fit(WithInputs(m), train, val, config, loss_fn=loss_fn)),
+                            key=key, verbose=False)
+    except _NotCached:
+        return None
+    return net.eval()

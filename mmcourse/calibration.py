@@ -16,8 +16,17 @@ fitted on validation logits, softmax(z / T).
 
 - *ablation*: how much does accuracy drop when modality m is taken away (left out of the input
   dict, for a fusion that masks, or replaced by zeros)?
-- *gradient × input* (Shrikumar et al. 2016): a_m = Σ_elements x_m ⊙ ∂z_y/∂x_m, the first-order
-  Taylor share of the true-class logit z_y attributed to modality m's input.
+- *gradient × input* (Shrikumar et al. 2016): a_m = Σ_elements x_m ⊙ ∂z_y/∂x_m. It is *not* a
+  Taylor expansion around 0 (that would use the gradient at 0, ∇z(0)); it uses the gradient at x.
+  For a bias-free piecewise-linear network (ReLU, no biases, no batch-norm shift) z is positively
+  homogeneous, z(cx) = c·z(x) for c > 0, and Euler's theorem gives z(x) = Σ x ⊙ ∇z(x) exactly:
+  the attributions then add up to z(x) − z(0), with 0 as the implicit baseline. With biases they do
+  not add up to anything in particular. Re-expressing a modality in other units (x → c·x with
+  the first layer's weights divided by c, the same function) leaves a_m unchanged.
+- *integrated gradients* (Sundararajan, Taly & Yan 2017, eq. 1): with an explicit baseline b,
+  IG_m = Σ_elements (x_m − b_m) ⊙ ∫₀¹ ∂z_y/∂x_m(b + α(x − b)) dα, computed with the midpoint rule.
+  *Completeness*: Σ_m IG_m = z_y(x) − z_y(b) for any network (up to the quadrature error), so the
+  attributions share out a stated difference.
 
 Taught in ``notebooks/10_evaluation.ipynb``.
 """
@@ -170,6 +179,66 @@ def gradient_x_input(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor
         for k, g in zip(keys, grads):
             out[k].append((g * x[k]).detach().flatten(1).sum(1).cpu())  # (B,)
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def integrated_gradients(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor | None = None,
+                         baseline: dict[str, Tensor] | None = None, steps: int = 32,
+                         batch_size: int = 256) -> dict[str, Tensor]:
+    """Integrated gradients per example and modality (Sundararajan et al. 2017), midpoint rule.
+
+    Args:
+        inputs: {modality: (N, ...)}.
+        labels: (N,) the class whose logit is explained; default the predicted class at ``inputs``.
+        baseline: {modality: (N, ...) one baseline per row, or a tensor broadcastable to one row,
+            e.g. (1, ...)}; default zeros for every modality.
+        steps: points α_k = (k + ½)/steps on the straight path from the baseline to the input.
+
+    Returns:
+        {modality: (N,)} with IG_m[i] = Σ_elements (x − b) ⊙ mean_k ∂z/∂x(b + α_k (x − b)).
+        Σ_m IG_m[i] ≈ z(x_i) − z(b) (completeness; ``target_logit`` gives both sides).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    model.eval()
+    device = next(model.parameters()).device
+    keys = sorted(inputs)
+    baseline = baseline or {k: torch.zeros((), dtype=inputs[k].dtype) for k in keys}
+    missing = set(keys) - set(baseline)
+    if missing:
+        raise KeyError(f"baseline lacks {sorted(missing)}; give one tensor per modality of the inputs {keys}")
+    n = len(inputs[keys[0]])
+    if labels is None:
+        labels = predict(model, inputs).argmax(-1)
+    labels = torch.as_tensor(labels)
+    out = {k: [] for k in keys}
+    for lo in range(0, n, batch_size):
+        x = {k: inputs[k][lo:lo + batch_size].to(device) for k in keys}
+        b = {k: _rows(baseline[k], n, lo, batch_size).to(device=device, dtype=x[k].dtype).expand_as(x[k]) for k in keys}
+        target = labels[lo:lo + batch_size].to(device)
+        total = {k: torch.zeros_like(x[k]) for k in keys}
+        for step in range(steps):
+            alpha = (step + 0.5) / steps
+            point = {k: (b[k] + alpha * (x[k] - b[k])).requires_grad_(True) for k in keys}
+            z = logits_of(model(point))  # (B, C)
+            grads = torch.autograd.grad(z.gather(1, target[:, None]).sum(), [point[k] for k in keys])
+            for k, g in zip(keys, grads):
+                total[k] += g.detach()
+        for k in keys:
+            out[k].append(((x[k] - b[k]) * total[k] / steps).flatten(1).sum(1).cpu())  # (B,)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def _rows(b: Tensor, n: int, lo: int, batch_size: int) -> Tensor:
+    """The batch's rows of a per-row baseline (N, ...), or the shared baseline as it is."""
+    return b[lo:lo + batch_size] if b.dim() > 0 and b.shape[0] == n and n > 1 else b
+
+
+@torch.no_grad()
+def target_logit(model: nn.Module, inputs: dict[str, Tensor], labels: Tensor) -> Tensor:
+    """(N,) the logit of class ``labels[i]`` for each row (a baseline of shape (1, ...) is broadcast)."""
+    n = len(torch.as_tensor(labels))
+    x = {k: v.expand(n, *v.shape[1:]) if v.shape[0] == 1 else v for k, v in inputs.items()}
+    return predict(model, x).gather(1, torch.as_tensor(labels).long()[:, None]).squeeze(1)
 
 
 def attribution_shares(attr: dict[str, Tensor]) -> dict[str, float]:

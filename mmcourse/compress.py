@@ -46,9 +46,9 @@ from torch.nn.utils import prune
 from tqdm.auto import tqdm
 
 from mmcourse.checkpoint import load_or_train
-from mmcourse.fusion.zoo import build_av_model
-from mmcourse.runtime import QUICK
-from mmcourse.train import FitConfig, Inputs, fit, logits_of, num_rows, take
+from mmcourse.fusion.zoo import RECIPE, build_av_model
+from mmcourse.runtime import QUICK, quick, seed_everything
+from mmcourse.train import FitConfig, Inputs, evaluate, fit, logits_of, num_rows, take
 
 
 # ---------------------------------------------------------------------------------- distillation
@@ -120,32 +120,155 @@ def distill_loss_fn(T: float = 4.0, alpha: float = 0.9):
 
 # The teacher shared by notebooks 09 and 10: late fusion at twice the zoo width. It is chosen for what
 # it can do, not for a ranking: with one head per modality it runs with a modality missing, which
-# lesson 10's robustness section needs. The notebooks print its own accuracy.
+# lesson 10's robustness section needs. The notebooks print its own accuracy. It is trained with the
+# course's one recipe (``zoo.RECIPE``) on TEACHER_N_TRAIN training pairs; 09 and 10 call
+# ``load_or_train_teacher(train, val)`` with nothing else, so both load the same file.
 TEACHER = {"method": "late", "dim": 64, "image_width": 16, "audio_hidden": 64}
+TEACHER_N_TRAIN = quick(3500, 300)
+STUDENT = {"method": "late", "dim": 16, "image_width": 4, "audio_hidden": 16}
 
 
-def load_or_train_teacher(train, val, epochs: int, n_train: int | None = None, seed: int = 0,
-                          lr: float = 3e-3, batch_size: int = 64) -> nn.Module:
+def load_or_train_teacher(train, val, config: FitConfig | None = None, n_train: int | None = None,
+                          seed: int = 0, return_info: bool = False):
     """Build ``TEACHER``; load its checkpoint, or train it on AV-digits and save it.
 
     Args:
-        train, val: ``AVDigits`` splits; the first ``n_train`` training rows are used. ``fit`` keeps
-            the epoch with the best accuracy on ``val`` (never on test: ``fit`` refuses test labels).
+        train, val: ``AVDigits`` splits; the first ``n_train`` training rows are used (default
+            ``TEACHER_N_TRAIN``: all 3500 in full mode). ``fit`` keeps the epoch with the best
+            accuracy on ``val`` (never on test: ``fit`` refuses test labels).
+        config: the ``FitConfig``; default ``zoo.RECIPE`` (the course's AV recipe).
+        return_info: also return ``checkpoint.load_or_train``'s info (``"loaded"``, ``"path"``,
+            ``"result"``: the training history).
 
     The checkpoint is keyed by everything that determines the weights (``TEACHER``, every
     ``FitConfig`` field, the training and validation tensors, the seed), so notebook 10 reuses
     exactly what notebook 09 trained, and any other setting trains a new teacher.
     """
-    n = len(train.labels) if n_train is None else n_train
+    config = RECIPE if config is None else config
+    n = TEACHER_N_TRAIN if n_train is None else n_train
     name = f"av-teacher-{TEACHER['method']}-{'quick' if QUICK else 'full'}"
     torch.manual_seed(seed)
     model = build_av_model(**TEACHER)
     data = ({k: v[:n] for k, v in train.inputs.items()}, train.labels[:n])
-    config = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    config = FitConfig(**{**config.__dict__, "seed": seed})
     key = {"teacher": TEACHER, "config": config, "n_train": n, "init_seed": seed,
            "train": data, "val": (val.inputs, val.labels)}
-    return load_or_train(name, model, lambda m: fit(m, data, (val.inputs, val.labels), config,
-                                                    callbacks=[EpochBar(epochs, "teacher")]), key=key).eval()
+    model, info = load_or_train(name, model, lambda m: fit(m, data, (val.inputs, val.labels), config,
+                                                           callbacks=[EpochBar(config.epochs, "teacher")]),
+                                key=key, return_info=True)
+    return (model.eval(), info) if return_info else model.eval()
+
+
+# ------------------------------------------------------------------- distilling from cached logits
+TEACHER_KEY = "teacher_logits"  # the extra input entry that carries the frozen teacher's logits
+
+
+class CachedTargets(nn.Module):
+    """Distil from the teacher's logits computed once, not once per batch and epoch.
+
+    A frozen teacher in eval mode gives the same logits for a training row every epoch, so they
+    can be computed once (``predict(teacher, train_inputs)``) and stored with the row as the
+    input entry ``TEACHER_KEY``; ``fit``'s batching then hands each batch its rows' logits. The
+    output is ``DistillTargets``'s: ``{"logits": student(x), "teacher": the cached rows}`` (None
+    for validation inputs, which carry no teacher logits: ``fit`` evaluates them by accuracy).
+    Same loss as ``DistillTargets``, without the teacher's forward pass per step.
+    """
+
+    def __init__(self, student: nn.Module):
+        super().__init__()
+        self.student = student
+
+    def forward(self, inputs: Inputs) -> dict:
+        x = {k: v for k, v in inputs.items() if k != TEACHER_KEY}
+        return {"logits": logits_of(self.student(x)), "teacher": inputs.get(TEACHER_KEY)}
+
+
+class _NotCached(Exception):
+    pass
+
+
+def train_student(seed: int, distill: bool, train, val, teacher_logits: Tensor | None = None,
+                  config: FitConfig | None = None, T: float = 4.0, alpha: float = 0.9,
+                  cached_only: bool = False):
+    """Train one student (``STUDENT``) on labels or by distillation, cached by fingerprint.
+
+    A module-level function, so ``mmcourse.parallel.run_many`` can train several in worker processes.
+
+    Args:
+        seed: seeds the initial weights (the same for both recipes) and the batch order.
+        distill: train on α·L_KD + (1 − α)·CE against ``teacher_logits`` (else on labels alone).
+        train, val: ``(inputs, labels)``.
+        teacher_logits: (N_train, C) the frozen teacher's logits for the training rows, in order.
+        config: default ``zoo.RECIPE``.
+        cached_only: return None instead of training when no checkpoint matches.
+
+    Returns:
+        ``{"seed", "distill", "model", "history", "loaded"}`` (``history`` is ``fit``'s, kept with the
+        checkpoint), or None with ``cached_only`` and nothing cached.
+    """
+    if distill and (teacher_logits is None or len(teacher_logits) != num_rows(train[0])):
+        raise ValueError("distill=True needs teacher_logits: one (C,) row per training row, "
+                         "e.g. predict(teacher, train_inputs)")
+    config = FitConfig(**{**(RECIPE if config is None else config).__dict__, "seed": seed})
+    seed_everything(seed)  # the same initial student for both recipes
+    student = build_student()
+    key = {"student": STUDENT, "config": {**config.__dict__, "device": None}, "seed": seed, "distill": distill,
+           "train": train, "val": val, **({"teacher_logits": teacher_logits, "T": T, "alpha": alpha} if distill else {})}
+
+    def train_fn(m):
+        if not distill:
+            return fit(m, train, val, config)
+        data = ({**train[0], TEACHER_KEY: teacher_logits}, train[1])
+        return fit(CachedTargets(m), data, val, config, loss_fn=distill_loss_fn(T, alpha))
+
+    def refuse(_m):
+        raise _NotCached
+
+    name = f"student-{'kd' if distill else 'labels'}-seed{seed}"
+    try:
+        student, info = load_or_train(name, student, refuse if cached_only else train_fn, key=key,
+                                      verbose=False, return_info=True)
+    except _NotCached:
+        return None
+    return {"seed": seed, "distill": distill, "model": student.eval(), "history": info["result"],
+            "loaded": info["loaded"]}
+
+
+def train_students(seeds, distill: bool, train, val, teacher_logits: Tensor | None = None,
+                   config: FitConfig | None = None, T: float = 4.0, alpha: float = 0.9, workers: int | None = None):
+    """``train_student`` for every seed: cached ones load here, the rest train in parallel processes.
+
+    Returns:
+        ``{seed: model}`` in the order of ``seeds``; prints how many were loaded and trained.
+    """
+    from mmcourse.parallel import run_many
+
+    jobs = [dict(seed=s, distill=distill, train=train, val=val, config=config, T=T, alpha=alpha,
+                 teacher_logits=teacher_logits if distill else None) for s in seeds]
+    t0 = time.perf_counter()
+    out = [train_student(**job, cached_only=True) for job in jobs]
+    todo = [i for i, r in enumerate(out) if r is None]
+    what = "distilled" if distill else "labels only"
+    for i, r in zip(todo, run_many(train_student, [jobs[i] for i in todo], workers=workers,
+                                   desc=f"training {len(todo)} students ({what})")):
+        out[i] = r
+    print(f"{len(jobs)} students ({what}): {len(jobs) - len(todo)} loaded from the checkpoint cache, "
+          f"{len(todo)} trained; {time.perf_counter() - t0:.1f} s")
+    return {r["seed"]: r["model"] for r in out}
+
+
+def finetune_pruned(model: nn.Module, amount: float, train, val, config: FitConfig, scope: str = "global"):
+    """Prune ``model`` (a copy) to ``amount``, fine-tune the surviving weights, cached; masks folded in.
+
+    The mask stays fixed while the surviving weights train (``torch.nn.utils.prune`` multiplies by it
+    every forward). Keyed by the source model's weights, the amount, the config and the data.
+    """
+    pruned = magnitude_prune(model, amount, scope=scope)
+    key = {"source": {k: v.reshape(-1) for k, v in model.state_dict().items()}, "amount": amount, "scope": scope,
+           "config": {**config.__dict__, "device": None}, "train": train, "val": val}
+    pruned = load_or_train(f"pruned-finetuned-{scope}-{amount:g}", pruned,
+                           lambda m: fit(m, train, val, config), key=key)
+    return make_permanent(pruned.eval())
 
 
 class EpochBar:
@@ -162,9 +285,9 @@ class EpochBar:
             self.bar.close()
 
 
-def build_student(method: str = "late", dim: int = 16, image_width: int = 4, audio_hidden: int = 16) -> nn.Module:
-    """A small AV-digits model: the zoo's encoders and fusion at a fraction of the teacher's width."""
-    return build_av_model(method, dim=dim, image_width=image_width, audio_hidden=audio_hidden)
+def build_student(**overrides) -> nn.Module:
+    """A small AV-digits model (``STUDENT``): the zoo's encoders and fusion at a fraction of the teacher's width."""
+    return build_av_model(**{**STUDENT, **overrides})
 
 
 def count_params(model: nn.Module) -> int:
@@ -245,6 +368,24 @@ def sparsity(model: nn.Module) -> float:
     return sum(int((w == 0).sum()) for w in weights) / total
 
 
+def pruning_curve(model: nn.Module, amounts, splits: dict, scopes=("global", "layer")):
+    """Accuracy after magnitude pruning at each amount, no retraining: a DataFrame with one row per
+    (scope, amount) and columns ``scope, amount, sparsity`` and ``<split>_acc`` for each split.
+
+    Args:
+        splits: ``{"val": (inputs, labels), "test": (inputs, labels)}``.
+    """
+    import pandas as pd
+
+    rows = []
+    for scope in scopes:
+        for amount in amounts:
+            pruned = magnitude_prune(model, amount, scope=scope)
+            rows.append({"scope": scope, "amount": amount, "sparsity": sparsity(pruned),
+                         **{f"{name}_acc": evaluate(pruned, x, y)["acc"] for name, (x, y) in splits.items()}})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------------------------- quantization
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Dynamic int8 quantization of every ``nn.Linear`` (a copy; CPU inference only).
@@ -278,6 +419,22 @@ def size_on_disk(model: nn.Module, compressed: bool = False) -> int:
         torch.save(model.state_dict(), buffer)
     data = buffer.getvalue()
     return len(zlib.compress(data, 6)) if compressed else len(data)
+
+
+def int8_bytes(model: nn.Module) -> dict[str, int]:
+    """Where dynamic int8 saves and spends bytes on disk.
+
+    Returns:
+        ``{"fp32": size of the float model, "int8": size of ``quantize_int8(model)``,
+        "linear_weights": number of Linear weight entries, "ideal_saving": 3 bytes per such entry
+        (4-byte float → 1-byte int), "overhead": what the int8 file holds beyond
+        fp32 − ideal_saving}``: the packed-parameter records, scales, zero points and names that
+        each quantized layer adds. int8 shrinks a model when ideal_saving > overhead.
+    """
+    n_linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    fp32, int8 = size_on_disk(model), size_on_disk(quantize_int8(model))
+    return {"fp32": fp32, "int8": int8, "linear_weights": n_linear, "ideal_saving": 3 * n_linear,
+            "overhead": int8 - (fp32 - 3 * n_linear)}
 
 
 @torch.inference_mode()

@@ -130,3 +130,31 @@ def roc_auc(y_true, scores) -> float:
     """
     fpr, tpr, _ = roc_curve(y_true, scores)
     return torch.trapezoid(tpr, fpr).item()
+
+
+def paired_sentence(a_name: str, b_name: str, a, b, unit: str = "test pairs", alpha: float = 0.05,
+                    scale: float = 100.0, what: str = " points") -> tuple[str, str]:
+    """The course's rule (``mmcourse.stats``: paired t, level ``alpha``) applied over paired units
+    other than seeds, e.g. the test pairs two models are both scored on.
+
+    Args:
+        a, b: (n,) per-unit results of the two (e.g. 1.0 right / 0.0 wrong, or a per-pair score where
+            higher is better), the same units in the same order.
+
+    Returns:
+        ``(verdict, sentence)``: ``"a"`` / ``"b"`` / ``"not resolved"`` and e.g. "fused better than
+        image_only by +3.1 points (95% CI +1.2 to +5.0, paired t over 500 test pairs)". One trained
+        model per side: the test speaks of test-sample noise, not of what retraining would change.
+    """
+    from mmcourse import stats
+
+    a, b = torch.as_tensor(a, dtype=torch.float64).numpy(), torch.as_tensor(b, dtype=torch.float64).numpy()
+    r, v = stats.paired_test(a, b, alpha), stats.paired_verdict(a, b, alpha)
+    level = f"{100 * (1 - alpha):.0f}%"
+    ci = f"{level} CI {scale * r['low']:+.1f} to {scale * r['high']:+.1f}"
+    if v == "not resolved":
+        return v, f"{a_name} vs {b_name}: not resolved with {r['n']} {unit} ({scale * r['mean_diff']:+.1f}{what}, {ci})"
+    sign = 1 if v == "a" else -1
+    winner, loser = (a_name, b_name) if v == "a" else (b_name, a_name)
+    ci = (ci if v == "a" else f"{level} CI {-scale * r['high']:+.1f} to {-scale * r['low']:+.1f}")
+    return v, f"{winner} better than {loser} by {sign * scale * r['mean_diff']:+.1f}{what} ({ci}, paired t over {r['n']} {unit})"

@@ -189,3 +189,20 @@ def test_eps_with_several_values_asks_for_one_budget():
         A.attack(model, x, y, torch.tensor(math.nan), "image")
     with pytest.raises(ValueError, match=r"eps='0.1': the budget must be a finite number >= 0"):
         A.attack(model, x, y, "0.1", "image")
+
+
+def test_train_defended_is_cached(tmp_path, monkeypatch):
+    from mmcourse.adversarial import av_spaces, train_defended
+    from mmcourse.train import FitConfig
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    x = {"audio": torch.randn(64, 40, 13, generator=g), "image": torch.rand(64, 1, 28, 28, generator=g)}
+    y = torch.randint(0, 10, (64,), generator=g)
+    spaces = av_spaces(x)
+    cfg = FitConfig(epochs=1, batch_size=32, device="cpu")
+    assert train_defended(0.1, (x, y), (x, y), spaces, cfg, cached_only=True) is None
+    net = train_defended(0.1, (x, y), (x, y), spaces, cfg)
+    again = train_defended(0.1, (x, y), (x, y), spaces, cfg, cached_only=True)
+    for p, q in zip(net.state_dict().values(), again.state_dict().values()):
+        torch.testing.assert_close(p, q)
+    assert not again.training

@@ -139,3 +139,83 @@ def test_ece_refuses_labels_outside_the_classes(labels, bad):
         expected_calibration_error(probs, torch.tensor(labels))
     with pytest.raises(ValueError, match=r"labels must be class ids in \[0, 3\)"):
         reliability_bins(probs, torch.tensor(labels))
+
+
+# ---------------------------------------------------------------- gradient × input facts, integrated gradients
+def _bias_free_late(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W = {k: torch.randn(6, 4, generator=g, dtype=torch.float64) for k in ("a", "b")}
+    H = {k: torch.randn(3, 6, generator=g, dtype=torch.float64) for k in ("a", "b")}
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))  # predict() needs a parameter
+
+        def forward(self, x):
+            return sum(torch.relu(x[k] @ W[k].T) @ H[k].T for k in sorted(x)) + 0 * self.p
+    return Net().eval(), W
+
+
+def test_gradient_x_input_is_exact_only_without_biases_and_scales_with_its_input():
+    from mmcourse.calibration import gradient_x_input
+    net, _ = _bias_free_late()
+    g = torch.Generator().manual_seed(1)
+    x = {k: torch.randn(5, 4, generator=g, dtype=torch.float64) for k in ("a", "b")}
+    y = torch.zeros(5, dtype=torch.long)
+    a = gradient_x_input(net, x, y)
+    z = net(x)[:, 0]
+    torch.testing.assert_close(a["a"].double() + a["b"].double(), z.detach())  # Euler: exact
+    scaled = gradient_x_input(net, {**x, "b": 3 * x["b"]}, y)
+    torch.testing.assert_close(scaled["b"], 3 * a["b"])  # same net, input x 3: its attribution x 3
+    torch.testing.assert_close(scaled["a"], a["a"])
+    biased = torch.nn.Sequential(torch.nn.Linear(4, 3).double())
+    xs = torch.randn(5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    zb = biased(xs)[:, 0]
+    (gr,) = torch.autograd.grad(zb.sum(), xs)
+    assert not torch.allclose((gr * xs).sum(1), zb)  # with a bias: no completeness
+
+
+def test_integrated_gradients_completeness_in_float64():
+    from mmcourse.calibration import integrated_gradients, target_logit
+    torch.manual_seed(0)
+
+    class Smooth(torch.nn.Module):  # biases and tanh: gradient × input would not add up
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 6).double(), torch.nn.Linear(3, 6).double()
+            self.head = torch.nn.Linear(6, 5).double()
+
+        def forward(self, x):
+            return self.head(torch.tanh(self.a(x["a"]) + self.b(x["b"])))
+    net = Smooth().eval()
+    g = torch.Generator().manual_seed(2)
+    x = {"a": torch.randn(7, 4, generator=g, dtype=torch.float64), "b": torch.randn(7, 3, generator=g, dtype=torch.float64)}
+    base = {"a": torch.full((1, 4), 0.3, dtype=torch.float64), "b": torch.zeros(1, 3, dtype=torch.float64)}
+    y = torch.arange(7) % 5
+    ig = integrated_gradients(net, x, y, baseline=base, steps=400)
+    with torch.no_grad():
+        full = net(x).gather(1, y[:, None]).squeeze(1) - net({k: v.expand(7, -1) for k, v in base.items()}).gather(
+            1, y[:, None]).squeeze(1)
+    torch.testing.assert_close(ig["a"] + ig["b"], full, atol=1e-5, rtol=0)  # Σ IG = z(x) − z(b)
+    torch.testing.assert_close(target_logit(net, x, y).double() - target_logit(net, base, y).double(), full,
+                               atol=1e-5, rtol=1e-5)
+    lin = torch.nn.Linear(4, 2).double()
+    xl = {"a": torch.randn(3, 4, generator=g, dtype=torch.float64)}
+    ig_lin = integrated_gradients(lambda_wrap(lin), xl, torch.zeros(3, dtype=torch.long), steps=1)
+    torch.testing.assert_close(ig_lin["a"], (xl["a"] * lin.weight[0]).sum(1))  # linear: IG = (x − 0)·w exactly
+    with pytest.raises(KeyError, match="baseline lacks"):
+        integrated_gradients(net, x, y, baseline={"a": base["a"]})
+    with pytest.raises(ValueError, match="steps"):
+        integrated_gradients(net, x, y, steps=0)
+
+
+def lambda_wrap(layer):
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x["a"])
+    return Wrap().eval()

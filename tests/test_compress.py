@@ -184,7 +184,7 @@ def test_teacher_selection_refuses_test_labels(tmp_path, monkeypatch):
     monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))  # no cached teacher: fit really runs
     train, test = load_av_digits("train", "hard"), load_av_digits("test", "hard")
     with pytest.raises(ValueError, match="test split"):
-        compress.load_or_train_teacher(train, test, epochs=1, n_train=64)
+        compress.load_or_train_teacher(train, test, FitConfig(epochs=1), n_train=64)
     assert not list(tmp_path.glob("*.pt"))  # nothing trained, nothing saved
 
 
@@ -199,19 +199,96 @@ def test_a_pruned_model_can_be_copied_pruned_again_and_distilled_from():
 
 def test_teacher_cache_retrains_when_a_setting_or_the_data_changes(tmp_path, monkeypatch, capsys):
     """Issue 13: a clean-data teacher asked for with lr 0.1 and batch 16 must not load the
-    hard-data lr 3e-3 one."""
+    hard-data one trained with the recipe's lr."""
     from mmcourse.data import load_av_digits
+    from mmcourse.fusion.zoo import RECIPE
 
     monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
     hard, hard_val = load_av_digits("train"), load_av_digits("val")
     clean, clean_val = load_av_digits("train", "clean"), load_av_digits("val", "clean")
-    compress.load_or_train_teacher(hard, hard_val, epochs=1, n_train=64)
-    compress.load_or_train_teacher(hard, hard_val, epochs=1, n_train=64)  # same: loads
-    compress.load_or_train_teacher(hard, hard_val, epochs=1, n_train=64, lr=0.1, batch_size=16)
-    compress.load_or_train_teacher(clean, clean_val, epochs=1, n_train=64)
+    one = FitConfig(**{**RECIPE.__dict__, "epochs": 1})
+    compress.load_or_train_teacher(hard, hard_val, one, n_train=64)
+    _, info = compress.load_or_train_teacher(hard, hard_val, one, n_train=64, return_info=True)  # same: loads
+    assert info["loaded"] and info["path"].name.startswith("av-teacher-late-")
+    compress.load_or_train_teacher(hard, hard_val, FitConfig(**{**one.__dict__, "lr": 0.1, "batch_size": 16}), n_train=64)
+    compress.load_or_train_teacher(clean, clean_val, one, n_train=64)
     out = capsys.readouterr().out
     assert out.count("saved av-teacher") == 3 and out.count("loaded checkpoint av-teacher") == 1
-    assert "lr=0.003" in out and len(list(tmp_path.glob("av-teacher-*.pt"))) == 3
+    assert f"lr={RECIPE.lr}" in out and len(list(tmp_path.glob("av-teacher-*.pt"))) == 3
+
+
+def test_teacher_defaults_to_the_recipe(tmp_path, monkeypatch):
+    """Lessons 09 and 10 both call load_or_train_teacher(train, val): zoo.RECIPE, TEACHER_N_TRAIN rows."""
+    import inspect
+
+    from mmcourse.fusion.zoo import RECIPE
+    sig = inspect.signature(compress.load_or_train_teacher)
+    assert sig.parameters["config"].default is None and sig.parameters["n_train"].default is None
+    src = inspect.getsource(compress.load_or_train_teacher)
+    assert "RECIPE if config is None" in src and "TEACHER_N_TRAIN if n_train is None" in src
+    assert RECIPE.schedule == "onecycle"
+
+
+def _tiny_av(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = {"audio": torch.randn(n, 40, 13, generator=g), "image": torch.rand(n, 1, 28, 28, generator=g)}
+    return x, torch.randint(0, 10, (n,), generator=g)
+
+
+def test_distilling_from_cached_teacher_logits_equals_running_the_teacher(tmp_path, monkeypatch):
+    """CachedTargets (teacher logits computed once) trains the same student as DistillTargets."""
+    from mmcourse.runtime import seed_everything
+    from mmcourse.train import predict
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    (x, y), (xv, yv) = _tiny_av(96, 0), _tiny_av(32, 1)
+    torch.manual_seed(5)
+    teacher = build_student(dim=8).eval()
+    config = FitConfig(epochs=2, batch_size=32, lr=1e-2, device="cpu", seed=0)
+    seed_everything(0)  # what train_student(seed=0) does before building the student
+    a = build_student()
+    fit(DistillTargets(a, teacher), (x, y), (xv, yv), config, loss_fn=distill_loss_fn(4.0, 0.9))
+    out = compress.train_student(0, True, (x, y), (xv, yv), predict(teacher, x), config=config)
+    assert not out["loaded"]
+    for (name, p), q in zip(a.state_dict().items(), out["model"].state_dict().values()):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4, msg=name)
+    again = compress.train_student(0, True, (x, y), (xv, yv), predict(teacher, x), config=config, cached_only=True)
+    assert again["loaded"]  # cached: a second call loads
+    assert compress.train_student(1, True, (x, y), (xv, yv), predict(teacher, x), config=config,
+                                  cached_only=True) is None
+    with pytest.raises(ValueError, match="teacher_logits"):
+        compress.train_student(0, True, (x, y), (xv, yv), None, config=config)
+
+
+def test_train_students_in_workers_equals_serial(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    (x, y), (xv, yv) = _tiny_av(64, 0), _tiny_av(32, 1)
+    config = FitConfig(epochs=1, batch_size=32, lr=1e-2, device="cpu")
+    serial = compress.train_students([0, 1], False, (x, y), (xv, yv), config=config, workers=1)
+    for f in tmp_path.glob("student-*"):
+        f.unlink()
+    parallel = compress.train_students([0, 1], False, (x, y), (xv, yv), config=config, workers=2)
+    for s in (0, 1):
+        for p, q in zip(serial[s].state_dict().values(), parallel[s].state_dict().values()):
+            torch.testing.assert_close(p, q)
+
+
+def test_int8_bytes_adds_up():
+    student = build_student().eval()
+    b = compress.int8_bytes(student)
+    assert b["fp32"] == size_on_disk(student) and b["int8"] == size_on_disk(quantize_int8(student))
+    assert b["linear_weights"] == sum(m.weight.numel() for m in student.modules() if isinstance(m, nn.Linear))
+    assert b["fp32"] - b["ideal_saving"] + b["overhead"] == b["int8"] and b["overhead"] > 0
+
+
+def test_pruning_curve_and_finetune_pruned(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    (x, y), (xv, yv) = _tiny_av(64, 0), _tiny_av(32, 1)
+    model = build_student().eval()
+    curve = compress.pruning_curve(model, [0.0, 0.5], {"val": (xv, yv)})
+    assert list(curve.columns) == ["scope", "amount", "sparsity", "val_acc"] and len(curve) == 4
+    assert curve.sparsity.iloc[0] == 0.0 and abs(curve.sparsity.iloc[1] - 0.5) < 0.01
+    tuned = compress.finetune_pruned(model, 0.5, (x, y), (xv, yv), FitConfig(epochs=1, batch_size=32, device="cpu"))
+    assert abs(sparsity(tuned) - 0.5) < 0.01 and not any("mask" in k for k in tuned.state_dict())
 
 
 def test_distillation_loss_refuses_an_empty_batch():

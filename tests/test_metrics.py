@@ -72,3 +72,18 @@ def test_errors():
         M.roc_auc([1, 1], [0.2, 0.3])
     with pytest.raises(ValueError, match=r"both be \(N,\)"):
         M.roc_curve([0, 1], [0.2, 0.3, 0.4])
+
+
+def test_paired_sentence_follows_the_stats_rule():
+    from mmcourse import stats
+    from mmcourse.metrics import paired_sentence
+    g = torch.Generator().manual_seed(0)
+    a = (torch.rand(400, generator=g) < 0.8).float()
+    b = (torch.rand(400, generator=g) < 0.6).float()
+    v, s = paired_sentence("A", "B", a, b)
+    assert v == stats.paired_verdict(a.numpy(), b.numpy()) == "a"
+    assert s.startswith("A better than B by +") and "paired t over 400 test pairs" in s
+    v2, s2 = paired_sentence("B", "A", b, a)
+    assert v2 == "b" and s2.startswith("A better than B by +")  # same winner, same positive gap
+    same, s3 = paired_sentence("A", "A'", a, a.clone())
+    assert same == "not resolved" and "not resolved with 400 test pairs" in s3
