@@ -4,7 +4,8 @@
 
 Staging writes, into a git-ignored folder, one page source per notebook and the generated pages:
 
-- ``NN_name.ipynb``: the committed notebook with its saved outputs, plus a launch row under the
+- ``NN_name.ipynb``: the committed notebook with its saved outputs, its code without the
+  ``# NBVAL_...`` test-runner markers, cells with a wide figure tagged ``full-width``, plus a launch row under the
   title (Open in Colab from ``mmcourse.course.colab_url``, download the original .ipynb), each
   widget output drawn from its saved state with a "live only when run" note (``book.widgets``),
   and a collapsed "Show solution" after each exercise cell, its source read from
@@ -69,6 +70,26 @@ def solution_block(name: str, label: bool) -> str:
             f"after an attempt.\n\n{fence(solution_source(name))}\n::::")
 
 
+NBVAL_MARKER = re.compile(r"^[ \t]*#[ \t]*NBVAL_[A-Z_]+[ \t]*(?:\n|$)", re.MULTILINE)
+WIDE_FIGURE_PX = 1000  # a PNG at least this wide is shown across the page's full width (tag full-width)
+
+
+def strip_test_markers(source: str) -> str:
+    """The code a learner reads: the ``# NBVAL_...`` lines (instructions to the nbval test runner) removed."""
+    return NBVAL_MARKER.sub("", source)
+
+
+def png_width(output: dict) -> int:
+    """Pixel width of an output's PNG (read from its IHDR header), 0 if it has none."""
+    import base64
+
+    data = output.get("data", {}).get("image/png")
+    if not data:
+        return 0
+    head = base64.b64decode("".join(data)[:64] if isinstance(data, list) else data[:64])
+    return int.from_bytes(head[16:20], "big") if head[12:16] == b"IHDR" else 0
+
+
 def stage_notebook(lesson: Lesson, dest: Path) -> None:
     """Write the lesson's page source: launch row, static widgets, solution toggles, run-time anchor."""
     nb = nbformat.read(lesson.path, as_version=4)
@@ -81,6 +102,11 @@ def stage_notebook(lesson: Lesson, dest: Path) -> None:
         if cell.cell_type == "markdown" and lesson.run_time in cell.source:
             cell.source = cell.source.replace(lesson.run_time, f'<span id="run-time"></span>\n\n{lesson.run_time}', 1)
         if cell.cell_type == "code":
+            cell.source = strip_test_markers(cell.source)
+            if any(png_width(out) >= WIDE_FIGURE_PX for out in cell.get("outputs", [])):
+                tags = cell.metadata.setdefault("tags", [])
+                if "full-width" not in tags:  # sphinx-book-theme widens the cell into the right margin
+                    tags.append("full-width")
             outs = []
             for out in cell.get("outputs", []):
                 outs += static_outputs(out, state) if VIEW in out.get("data", {}) else [out]

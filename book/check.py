@@ -5,8 +5,11 @@
 Serves SITE (default ``build/book``) from a local ``http.server``, opens it in Debian's chromium
 driven by playwright (``executable_path``; never ``playwright install``), and saves into OUT
 (default ``build/book-check``): the landing page (top and whole), and lesson 05's top, first
-control widget, first progress bar, first table and an opened solution, and a search. It fails if a page requests anything outside the local server (the site
-must work offline) or if a picture on the page did not load.
+control widget, first progress bar, first table, its long FiLM equation and an opened solution,
+lesson 10's wide three-panel figure, and a search. It fails if a page requests anything outside
+the local server (the site must work offline), if a picture on the page did not load, or if 05 or
+10 shows a printed line cut at the edge, a clipped equation, a figure shrunk below 60 % of its
+size, or a ``# NBVAL_...`` marker.
 """
 
 from __future__ import annotations
@@ -23,6 +26,19 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 LESSON = "05_fusion"
+WIDE = "10_evaluation"  # its three-panel robustness figure is the widest on the site
+# Read in the page: printed output lines wider than their box (cut), display equations wider than
+# the column that cannot scroll (clipped), images shown at under 60 % of their size, NBVAL markers.
+LAYOUT_PROBLEMS = """() => ({
+  cut_output_lines: [...document.querySelectorAll('.cell_output pre')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).whiteSpace !== 'pre-wrap').length,
+  clipped_equations: [...document.querySelectorAll('div.math')]
+      .filter(e => e.scrollWidth > e.clientWidth + 1 && !['auto', 'scroll'].includes(getComputedStyle(e).overflowX))
+      .map(e => e.textContent.slice(0, 60)),
+  shrunk_figures: [...document.querySelectorAll('.cell_output img')]
+      .filter(e => e.naturalWidth > 0 && e.clientWidth < 0.6 * e.naturalWidth).map(e => e.getAttribute('src')),
+  nbval_markers: document.querySelector('article').innerText.includes('NBVAL_'),
+})"""
 
 
 def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -76,6 +92,25 @@ def shoot(site: Path, out: Path) -> list[Path]:
                 target.scroll_into_view_if_needed()
                 page.evaluate("window.scrollBy(0, -120)")
                 save(f"{LESSON}-{name}")
+            # the spots that once rendered badly: a long display equation (was clipped), printed lines
+            # (were cut at the right edge), a wide three-panel figure (was shrunk), test-runner markers
+            equation = page.locator("div.math:has-text('broadcast')").first
+            equation.scroll_into_view_if_needed()
+            page.evaluate("window.scrollBy(0, -200)")
+            save(f"{LESSON}-equation")
+            for path in (f"{LESSON}.html", f"{WIDE}.html"):
+                if not page.url.endswith(path):
+                    page.goto(f"{url}/{path}", wait_until="networkidle")
+                    page.wait_for_timeout(1500)
+                bad = page.evaluate(LAYOUT_PROBLEMS)
+                assert not any(bad.values()), f"{path}: layout problems {bad}"
+                if path == f"{WIDE}.html":
+                    wide = page.locator("div.tag_full-width img").last
+                    wide.scroll_into_view_if_needed()
+                    page.evaluate("window.scrollBy(0, -100)")
+                    save(f"{WIDE}-wide-figure")
+                    page.goto(f"{url}/{LESSON}.html", wait_until="networkidle")
+                    page.wait_for_timeout(1500)
             solution = page.locator("details.mmc-solution").first
             solution.scroll_into_view_if_needed()
             solution.locator("summary").click()

@@ -40,7 +40,12 @@ mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [[
                                "processEscapes": False, "ignoreClass": "bd-article", "processClass": "math"},
                    # the wheel ships the STIX-Web fonts only
                    "HTML-CSS": {"availableFonts": ["STIX-Web"], "preferredFont": "STIX-Web",
-                                "webFont": "STIX-Web", "imageFont": None},
+                                "webFont": "STIX-Web", "imageFont": None,
+                                # a display equation wider than the column breaks at an operator
+                                # instead of running past the edge (course.css scrolls what cannot break)
+                                "linebreaks": {"automatic": True}},
+                   "CommonHTML": {"linebreaks": {"automatic": True}},
+                   "SVG": {"linebreaks": {"automatic": True}},
                    "menuSettings": {"zoom": "None"}, "showMathMenu": False}
 
 # --- theme ----------------------------------------------------------------------------------------
