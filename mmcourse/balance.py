@@ -14,6 +14,10 @@ trained alone. Lesson 06 measures whether that happens on AV-digits. The tools:
   scales gradients, so it needs an optimizer whose step follows the gradient's scale (SGD with
   momentum, as in the paper), not Adam/AdamW; ``UpdateSize`` measures the steps to show it.
 - ``run_balanced`` / ``run_unimodal``: one seeded experiment, best epoch chosen on validation.
+- ``experiment`` / ``run_experiments``: the lesson's grid with ``zoo.RECIPE`` (the protocol of
+  lesson 05), every training cached by fingerprint and the uncached ones trained in parallel
+  processes (``mmcourse.parallel.run_many``). The encoders alone are lesson 05's own
+  ``audio_only`` / ``image_only`` runs (``zoo.run``: the same checkpoint files).
 The λ sliders are ``mmcourse.widgets.lambda_panel``. Taught in notebooks/06_loss_weighting.ipynb.
 Shapes: B batch, C classes, D features, M modalities.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +33,7 @@ from torch import Tensor, nn
 
 from mmcourse.fusion import ConcatFusion, LateFusion, MultimodalClassifier
 from mmcourse.fusion.base import Fusion
-from mmcourse.fusion.zoo import build_av_encoders
+from mmcourse.fusion.zoo import RECIPE, build_av_encoders
 from mmcourse.losses import weighted_loss
 from mmcourse.probe import encode, fit_linear_probe
 from mmcourse.train import FitConfig, evaluate, fit
@@ -219,3 +224,117 @@ def run_unimodal(modality: str, train, test, epochs: int = 8, lr: float = 3e-3, 
     acc = evaluate(model, test[0][modality], test[1])["acc"]
     probe = probe_encoders({modality: model[0]}, tr, test)[modality]
     return {"acc": acc, "probe": probe, "model": model}
+
+
+# ------------------------------------------------------------ the lesson's grid: cached, in parallel
+KINDS = ("fused", "audio", "image")
+
+
+class _NotCached(Exception):
+    pass
+
+
+def _refuse(_model):
+    raise _NotCached
+
+
+def experiment(kind: str, train, val, test, config: FitConfig = RECIPE, seed: int = 0,
+               lambdas: dict[str, float] | None = None, ogm: dict | None = None, probe: bool = True,
+               cached_only: bool = False) -> dict | None:
+    """One training of lesson 06, loaded from the checkpoint cache when it was trained before.
+
+    Args:
+        kind: ``"fused"`` (``build_model``: encoders → linear concat head + aux heads, trained with
+            ``AuxLoss``), or ``"audio"`` / ``"image"``: that encoder alone, which is lesson 05's
+            ``zoo.run("<m>_only", ...)`` (same model, recipe and checkpoint file), plus its probe.
+        train, val, test: ``(inputs dict, labels)``; val selects the best epoch, test is only scored.
+        config: the ``FitConfig`` (default ``zoo.RECIPE``); ``seed`` replaces its seed.
+        lambdas: λ_m of the auxiliary losses (fused only; default none: plain fusion).
+        ogm: ``OGMGE``'s settings as a dict, e.g. ``{"alpha": 0.5, "ge": True, "epochs": (0, 3)}``.
+        probe: fit the linear probes of the encoders (on train, scored on test).
+        cached_only: return ``None`` instead of training when nothing cached matches.
+
+    Returns:
+        fused: ``{"kind", "seed", "fused": test acc, "val", "best_epoch", "probe": {m: acc}, "aux":
+        {m: aux head acc}, "ogm": the hook's log or None, "steps": ``UpdateSize`` of the encoders,
+        "warnings": messages raised while training, "seconds", "loaded"}``; one encoder: ``{"kind",
+        "seed", "acc", "val", "best_epoch", "probe": acc, "seconds", "loaded"}``. No model: the
+        results are plain values (cheap to send back from a worker process).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; use one of {KINDS}")
+    if kind != "fused":
+        if lambdas or ogm:
+            raise ValueError(f"lambdas and ogm apply to the fused model only, not to kind={kind!r}")
+        from mmcourse.fusion import zoo
+
+        r = zoo.run(f"{kind}_only", train, val, test, config=config, seed=seed, cache=True, cached_only=cached_only)
+        if r is None:
+            return None
+        acc = probe_encoders({kind: r["model"].encoders[kind]}, train, test)[kind] if probe else None
+        return {"kind": kind, "seed": seed, "acc": r["test_acc"], "val": r["val_acc"], "best_epoch": r["best_epoch"],
+                "probe": acc, "seconds": r["seconds"], "loaded": r["loaded"]}
+    from mmcourse.checkpoint import load_or_train
+    from mmcourse.runtime import seed_everything
+
+    seed_everything(seed)
+    model = build_model()
+    cfg = FitConfig(**{**config.__dict__, "seed": seed})
+    lam = check_lambdas(lambdas or {}, model.fusion.keys)
+    ogm = None if ogm is None else {"alpha": float(ogm.get("alpha", 0.5)), "ge": bool(ogm.get("ge", True)),
+                                    "epochs": list(ogm.get("epochs", (0, None)))}
+
+    def train_fn(m):
+        hook = OGMGE(ogm["alpha"], ogm["ge"], tuple(ogm["epochs"])) if ogm else None
+        steps, loss = UpdateSize(), AuxLoss(lam, m.fusion.keys)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = fit(m, train, val=val, config=cfg, loss_fn=hook.wrap(loss) if hook else loss,
+                          callbacks=[h for h in (hook, steps) if h is not None])
+        seconds = time.perf_counter() - t0
+        m.eval()
+        with torch.no_grad():
+            aux = m(test[0])["aux"]  # {m: (N, C)}
+        return {"diverged": bool(history.get("diverged")), "seconds": seconds, "history": history,
+                "fused": evaluate(m, *test)["acc"], "val": history.get("best_val_acc"),
+                "best_epoch": history.get("best_epoch"),
+                "aux": {k: (v.argmax(-1) == test[1]).float().mean().item() for k, v in aux.items()},
+                "probe": probe_encoders(dict(m.encoders.items()), train, test) if probe else {},
+                "ogm": hook.log if hook else None, "steps": steps.log,
+                "warnings": sorted({str(w.message) for w in caught})}
+
+    what = "ogm-ge" if ogm and ogm["ge"] else "ogm" if ogm else "aux" if any(lam.values()) else "plain"
+    key = {"kind": kind, "config": {**cfg.__dict__, "device": None}, "lambdas": lam, "ogm": ogm, "probe": probe,
+           "train": train, "val": val, "measured_on": test}  # test: the measurements are kept with it
+    try:
+        _, info = load_or_train(f"balance-{what}-{cfg.optimizer}-seed{seed}", model,
+                                _refuse if cached_only else train_fn, key=key, verbose=False, return_info=True)
+    except _NotCached:
+        return None
+    r = dict(info["result"])
+    return {"kind": kind, "seed": seed, **{k: r[k] for k in ("fused", "val", "best_epoch", "probe", "aux", "ogm",
+                                                             "warnings", "seconds")},
+            "steps": UpdateSize.from_log(r["steps"]), "loaded": info["loaded"]}
+
+
+def run_experiments(jobs: list[dict], workers: int | None = None, verbose: bool = True) -> list[dict]:
+    """``[experiment(**job) for job in jobs]``: cached runs load here, the rest train in parallel.
+
+    Uncached jobs go to ``mmcourse.parallel.run_many`` (one torch thread per worker process; the
+    results are those of training them one after another with one thread). Prints how many runs
+    were loaded and trained, and the seconds it took.
+    """
+    from mmcourse.parallel import run_many
+
+    t0 = time.perf_counter()
+    results = [experiment(**job, cached_only=True) for job in jobs]
+    todo = [i for i, r in enumerate(results) if r is None]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for i, r in zip(todo, run_many(experiment, [jobs[i] for i in todo], workers=workers, device=device,
+                                   desc=f"training {len(todo)} models")):
+        results[i] = r
+    if verbose:
+        print(f"{len(jobs)} runs: {len(jobs) - len(todo)} loaded from the checkpoint cache, {len(todo)} trained; "
+              f"{time.perf_counter() - t0:.1f} s")
+    return results

@@ -35,6 +35,21 @@ N micro-batches (the same shards) and averages their mean losses: gradient accum
 differs by the BatchNorm statistics. ``nn.SyncBatchNorm`` would share them, but torch refuses it
 for CPU modules ("SyncBatchNorm layers only work with GPU modules"), so this module never uses it.
 
+What DDP sends besides gradients: at construction it broadcasts rank 0's parameters and buffers
+to every rank (so the copies start equal even if they were built differently), and by default
+(``broadcast_buffers=True``) rank 0's *buffers* — BatchNorm's running mean/variance and
+``num_batches_tracked`` — at the start of every forward. Parameters then stay equal because every
+rank applies the same averaged gradient; buffers do not: each rank's BatchNorm updates its running
+statistics from its own shard during the forward, so after a step the ranks' buffers differ until
+the next forward overwrites them with rank 0's. ``--check`` reports both (``rank_param_diff``,
+``rank_buffer_diff``) and compares rank 0's running statistics with the one-process replay's
+(``buffer_diff``, ``batches_tracked``): the replay's BatchNorm saw N micro-batches per step.
+
+``--bench R`` (after training): R interleaved rounds, each timing K steps of DDP (all ranks), then
+K steps of one ordinary process on rank 0 with N threads and with 1 thread (the other ranks wait
+at a barrier), in an order that rotates each round; ``rounds`` in the report holds the median
+milliseconds per step of each setup per round, for ``mmcourse.throughput.compare_rounds``.
+
 Rank 0 logs, evaluates on validation and saves a plain ``state_dict`` atomically (temp file +
 ``os.replace``; ``torch.load(path, weights_only=True)`` reads it). The process group has a
 ``timeout``: when a rank dies or hangs, the others' next collective fails after that many seconds
@@ -187,6 +202,66 @@ def time_all_reduce(numel: int, device: torch.device, repeats: int = 30) -> floa
     return statistics.median(times)
 
 
+def spread_over_ranks(tensors: list[Tensor]) -> float:
+    """max |t_r − t_0| over every rank r and every entry of ``tensors`` (a collective: call it on all ranks)."""
+    flat = torch.cat([t.detach().float().flatten() for t in tensors]) if tensors else torch.zeros(1)
+    ref = flat.clone()
+    dist.broadcast(ref, src=0)  # rank 0's values on every rank
+    d = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(d, op=dist.ReduceOp.MAX)
+    return d.item()
+
+
+BENCH_SETUPS = ("ddp", "threads", "one")  # N processes x 1 thread | 1 process x N threads | 1 process x 1 thread
+
+
+def bench_rounds(ddp: nn.Module, initial: nn.Module, X: dict[str, Tensor], y: Tensor, batch_size: int, seed: int,
+                 rounds: int, steps: int, rank: int, world: int, lr: float = 3e-3) -> dict[str, list[float]]:
+    """Median ms per global batch of each setup, per round, the setups interleaved (a collective).
+
+    Each round times ``steps`` steps of: ``"ddp"`` (every rank on its shard, DDP all-reducing),
+    ``"threads"`` (rank 0 alone: one ordinary process, ``world`` torch threads, the whole batch) and
+    ``"one"`` (rank 0 alone, one thread); the other ranks wait at a barrier meanwhile. The order
+    rotates each round, so load from other programs falls on every setup alike.
+    """
+    plain = copy.deepcopy(initial)
+    opt_ddp, opt_plain = make_optimizer(ddp.parameters(), "adamw", lr), make_optimizer(plain.parameters(), "adamw", lr)
+    batches = [b for e in range(1 + rounds * steps * batch_size // max(len(y), 1)) for b in
+               global_batches(len(y), batch_size, 1000 + e, seed)]  # any batches: we time, not train
+    out = {k: [] for k in BENCH_SETUPS}
+    threads_before = torch.get_num_threads()
+
+    def timed(fn) -> float:
+        ms = []
+        for i in range(steps + 1):  # the first step of each block warms caches: not counted
+            b = batches[i % len(batches)]
+            t0 = time.perf_counter()
+            fn(b)
+            if i:
+                ms.append(1e3 * (time.perf_counter() - t0))
+        return statistics.median(ms)
+
+    def ddp_step(b):
+        idx = shard(b, rank, world).to(y.device)
+        loss = F.cross_entropy(logits_of(ddp(take(X, idx))), y[idx])
+        opt_ddp.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_ddp.step()
+
+    for r in range(rounds):
+        order = BENCH_SETUPS[r % 3:] + BENCH_SETUPS[:r % 3]
+        for name in order:
+            dist.barrier()
+            if name == "ddp":
+                out[name].append(timed(ddp_step))
+            elif rank == 0:
+                torch.set_num_threads(world if name == "threads" else 1)
+                out[name].append(timed(lambda b: step_on_shards(plain, opt_plain, X, y, [b.to(y.device)])))
+                torch.set_num_threads(threads_before)
+            dist.barrier()
+    return out
+
+
 def save_atomic(state: dict, path: Path) -> None:
     """Write ``state`` to a temp file beside ``path`` and rename it into place (never half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -272,6 +347,12 @@ def run(args) -> dict:
               "step_ms": statistics.median(step_ms[1:] or step_ms), "history": history}
     report["allreduce_ms"] = time_all_reduce(report["params"], device)
     report["local_params"] = local
+    if args.check and not args.fsdp:  # collectives: on every rank
+        report["rank_param_diff"] = spread_over_ranks(list(model.parameters()))
+        report["rank_buffer_diff"] = spread_over_ranks([b for b in model.buffers() if b.is_floating_point()])
+    if args.bench:
+        report["rounds"] = bench_rounds(ddp, initial, X, y, args.batch_size, args.seed, args.bench,
+                                        args.bench_steps, rank, world)
     final = [p.full_tensor() if args.fsdp else p for p in model.parameters()]  # a collective under FSDP
     if rank != 0:
         return {}
@@ -280,7 +361,14 @@ def run(args) -> dict:
     if args.fsdp:
         say(f"FSDP: rank 0 holds {local:,} of the {P:,} parameters (and their gradients and optimizer state)")
     if args.check:
-        report.update(_one_process_reference(args, initial, final, X, y, world))
+        report.update(_one_process_reference(args, initial, final, X, y, world,
+                                             None if args.fsdp else dict(model.named_buffers())))
+        if "rank_param_diff" in report:
+            say(f"across ranks after the last step: parameters differ by at most {report['rank_param_diff']:.3g}, "
+                f"buffers (BatchNorm running statistics) by {report['rank_buffer_diff']:.3g}")
+        if report.get("batches_tracked"):
+            say(f"rank 0's running statistics vs the one-process replay: max diff {report['buffer_diff']:.3g}, "
+                f"batches tracked {report['batches_tracked']['ddp']} vs {report['batches_tracked']['replay']}")
         bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
         say(f"max param diff vs one process, all {args.batch_size} rows in one forward"
             f"{' (BatchNorm then normalises over all of them)' if bn else ''}: {report['full_batch_diff']:.3g}")
@@ -295,11 +383,14 @@ def run(args) -> dict:
     return report
 
 
-def _one_process_reference(args, initial: nn.Module, trained: list[Tensor], X, y, world: int) -> dict:
+def _one_process_reference(args, initial: nn.Module, trained: list[Tensor], X, y, world: int,
+                           buffers: dict[str, Tensor] | None = None) -> dict:
     """Replay the same steps in this one process from the same initial weights; compare weights.
 
     Returns ``max_param_diff`` (global batch as ``world`` micro-batches, DDP's exact equivalent)
-    and ``full_batch_diff`` (one forward over all B rows)."""
+    and ``full_batch_diff`` (one forward over all B rows); with rank 0's ``buffers``, also
+    ``buffer_diff`` (max |running statistics − the micro-batch replay's|) and ``batches_tracked``
+    ({"ddp": rank 0's BatchNorm count, "replay": the replay's}; None without BatchNorm)."""
     out = {}
     for key, parts in (("max_param_diff", world), ("full_batch_diff", 1)):
         ref = copy.deepcopy(initial)
@@ -314,6 +405,13 @@ def _one_process_reference(args, initial: nn.Module, trained: list[Tensor], X, y
                     break
             epoch += 1
         out[key] = max((a - b).abs().max().item() for a, b in zip(trained, ref.parameters()))
+        if buffers is not None and key == "max_param_diff":
+            theirs = dict(ref.named_buffers())
+            floats = [n for n, b in buffers.items() if b.is_floating_point()]
+            out["buffer_diff"] = max(((buffers[n] - theirs[n]).abs().max().item() for n in floats), default=0.0)
+            counts = [n for n in buffers if n.endswith("num_batches_tracked")]
+            out["batches_tracked"] = ({"ddp": int(buffers[counts[0]]), "replay": int(theirs[counts[0]])}
+                                      if counts else None)
     return out
 
 
@@ -363,6 +461,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="--steps DDP steps, then the same in one process")
     p.add_argument("--fsdp", action="store_true", help="with --check: fully_shard (FSDP2) instead of DDP")
     p.add_argument("--steps", type=_at_least(1), default=5, help="steps of --check")
+    p.add_argument("--bench", type=_at_least(1), default=None,
+                   help="after training: this many interleaved timing rounds (DDP vs one process, N and 1 threads)")
+    p.add_argument("--bench-steps", type=_at_least(1), default=10, help="steps per setup per --bench round")
     p.add_argument("--out", default=None, help="checkpoint path; a bare name goes to checkpoints/ (default ddp-METHOD.pt)")
     p.add_argument("--report", default=None, help="write rank 0's numbers as JSON here")
     p.add_argument("--timeout", type=_positive("number of seconds"), default=120.0,
@@ -378,6 +479,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ranks exits with argparse's usage error (code 2) on every rank, instead of failing inside."""
     p = _parser()
     args = p.parse_args(argv)
+    if args.bench and (args.check or args.fsdp):
+        p.error("--bench times training steps after a training run: use it without --check/--fsdp")
     if args.fsdp and not args.check:
         p.error("--fsdp is a small demo of sharding: use it with --check (no evaluation or checkpoint)")
     if args.limit is not None and args.limit < args.batch_size:

@@ -164,6 +164,13 @@ class UpdateSize:
     def __init__(self):
         self.log, self._before = {"epoch": []}, None
 
+    @classmethod
+    def from_log(cls, log: dict) -> "UpdateSize":
+        """An ``UpdateSize`` holding a recorded ``log`` (e.g. kept with a cached checkpoint)."""
+        us = cls()
+        us.log = {k: list(v) for k, v in log.items()}
+        return us
+
     def _flat(self, model) -> dict[str, Tensor]:
         return {k: torch.cat([p.detach().flatten() for _, p in modulated_parameters(enc)]).clone()
                 for k, enc in sorted(model.encoders.items())}  # {m: (P_m,)}

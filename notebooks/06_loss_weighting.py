@@ -16,15 +16,19 @@
 # - measure modality imbalance: probe accuracy of each encoder *inside* the fused model vs trained alone;
 # - derive the OGM-GE coefficient $k = 1 - \tanh(\alpha\rho)$, implement it as a training hook,
 #   and measure why it changes the encoder's steps under SGD with momentum but hardly under AdamW;
-# - judge a difference against the spread over seeds before calling it an effect.
+# - call a difference "better" or "not resolved" with the course's one rule (a paired t-test
+#   over seeds, `mmcourse.stats`), never by eye.
 #
-# **Prerequisites:** 02 (cross-entropy), 05 (concat fusion, `MultimodalClassifier`, AV-digits).
+# **Prerequisites:** 02 (cross-entropy), 05 (concat fusion, `MultimodalClassifier`, AV-digits,
+# `zoo.RECIPE`).
 #
-# **Run time (measured on the course's 2-core CPU while about five other jobs shared it):** quick
-# mode (the CI smoke test) 1–1.3 min; full mode 14–18 min, of which 6–7 min CPU time on one
-# thread, so the wall time depends mostly on how busy the machine is. What drives it: 41
-# trainings of 8 epochs on 3,500 pairs (26 fused models, 15 single encoders, over 3 seeds),
-# mostly the image CNN. Each move of the λ sliders in section 6 retrains in a few seconds.
+# **Run time:** (measured by benchmarks/notebook_times.py)
+#
+# Every model here is trained with lesson 05's recipe (`zoo.RECIPE`) unless a section says what it
+# changes, and cached: the first run trains 41 models (26 fused, 15 single encoders — the image and
+# audio encoders alone *are* lesson 05's `image_only` / `audio_only` runs, loaded from the same
+# checkpoint files when 05 ran first) in parallel processes; a second run loads them in seconds.
+# Each move of the λ sliders in section 6 retrains in a few seconds.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -45,10 +49,10 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is Non
                            "in a new cell, then this notebook again from the top.")
 
 # %%
+import dataclasses
 import inspect
 import math
 import statistics
-import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -56,13 +60,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from IPython.display import display
-from tqdm.auto import tqdm
 
 import mmcourse
-from mmcourse import check, claim, quick, say, title
-from mmcourse.balance import (OGMGE, AuxLoss, UpdateSize, build_model, ogm_coefficients, run_balanced,
-                              run_unimodal, subset)
+from mmcourse import check, claim, quick, say, stats, title
+from mmcourse.balance import OGMGE, AuxLoss, build_model, ogm_coefficients, run_experiments, subset
 from mmcourse.data import load_av_digits
+from mmcourse.fusion.zoo import RECIPE
 from mmcourse.widgets import lambda_panel
 
 mmcourse.seed_everything(0)
@@ -71,13 +74,15 @@ print(mmcourse.describe(device))
 
 SEEDS = quick([0, 1, 2], [0])  # seeds of every comparison: we report mean ± std over them
 N_TRAIN = quick(3500, 300)  # training pairs (the full AV-digits train split is 3500)
-EPOCHS = quick(8, 2)
+WORKERS = quick(None, 1)  # None: one training process per CPU core; quick mode's tiny runs train here
 tr, va, te = (load_av_digits(s) for s in ("train", "val", "test"))
-train = (tr.inputs, tr.labels)
+train = subset((tr.inputs, tr.labels), N_TRAIN)
 val = subset((va.inputs, va.labels), quick(None, 200))  # None: the whole split (500 pairs)
 test = subset((te.inputs, te.labels), quick(None, 300))  # (1000 pairs)
-print(f"{len(SEEDS)} seed(s), {N_TRAIN} training pairs, {EPOCHS} epochs per model, "
-      f"{len(val[1])} validation pairs (to pick each run's best epoch), {len(test[1])} test pairs")
+EPOCHS = RECIPE.epochs
+print(f"{len(SEEDS)} seed(s), {N_TRAIN} training pairs, {len(val[1])} validation pairs (to pick each run's best "
+      f"epoch), {len(test[1])} test pairs\nrecipe (zoo.RECIPE, as in 05): {RECIPE.optimizer}, {EPOCHS} epochs, "
+      f"batch {RECIPE.batch_size}, {RECIPE.schedule} schedule to lr {RECIPE.lr}")
 
 
 def mean_std(xs):
@@ -86,22 +91,12 @@ def mean_std(xs):
     return f"{statistics.mean(xs):.3f} ± {sd}"
 
 
-def compare(a, b):
-    """Paired difference a − b over seeds and whether it is more than noise.
-
-    An effect counts only with at least 3 seeds, a mean difference more than twice the std of
-    the per-seed differences, and the same sign in every seed; otherwise it is 'within noise'.
-    """
-    d = [x - y for x, y in zip(a, b)]
-    m = statistics.mean(d)
-    sd = statistics.stdev(d) if len(d) > 1 else float("nan")
-    real = len(d) >= 3 and abs(m) > 2 * sd and (all(x > 0 for x in d) or all(x < 0 for x in d))
-    verdict = "more than noise" if real else "within noise" if len(d) >= 3 else f"{len(d)} seed(s): too few to tell"
-    sd_text = f"{sd:.3f}" if len(d) > 1 else "n/a"
-    return {"mean": m, "sd": sd, "real": real, "verdict": verdict, "text": f"{m:+.3f} ± {sd_text} ({verdict})"}
-
-
-TOO_FEW = f"with {len(SEEDS)} seed(s) this run cannot separate an effect from noise" if len(SEEDS) < 3 else None
+def diff(a, b):
+    """a − b paired over seeds, judged by the course's one rule (mmcourse.stats: paired t, α = 5 %)."""
+    t, v = stats.paired_test(a, b), stats.paired_verdict(a, b)
+    ci = f", 95% CI {t['low']:+.3f} to {t['high']:+.3f}" if t["n"] >= 2 else ""
+    word = f"resolved, p = {t['p']:.3f}" if v != "not resolved" else f"not resolved with {t['n']} seed(s)"
+    return {"mean": t["mean_diff"], "verdict": v, "text": f"{t['mean_diff']:+.3f}{ci} ({word})"}
 
 
 # %% [markdown]
@@ -143,25 +138,29 @@ print("linear head splits into per-modality parts:", torch.allclose(sum(out["con
 # ## 2. Each encoder alone: the yardstick
 #
 # To say an encoder is *under-trained* inside the fused model we need a reference: the same
-# encoder trained alone (encoder → linear), same data, epochs and seeds. We measure two numbers
-# per encoder: its test accuracy, and a **linear probe** — a softmax regression fitted on its
-# frozen features (train split) and scored on the test split. The probe is the number we can also
-# take from an encoder inside a fused model. Every run in this lesson keeps the weights of its
-# best epoch on the *validation* split; the test split is only ever scored, never used to choose.
+# encoder trained alone (encoder → linear), same data, recipe and seeds. These are lesson 05's
+# `audio_only` and `image_only` models (`zoo.run`, loaded from 05's checkpoint files when 05 ran
+# first). We measure two numbers per encoder: its test accuracy, and a **linear probe** — a
+# softmax regression fitted on its frozen features (train split) and scored on the test split.
+# The probe is the number we can also take from an encoder inside a fused model. Every run in
+# this lesson keeps the weights of its best epoch on the *validation* split; the test split is
+# only ever scored, never used to choose.
+#
+# `run_experiments` loads every run that is already in the checkpoint cache and trains the rest in
+# parallel worker processes (one thread each: the same numbers as training them one by one).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-alone = {m: [] for m in ("audio", "image")}
-for seed in tqdm(SEEDS, desc="unimodal baselines"):
-    for m in alone:
-        alone[m].append(run_unimodal(m, train, test, epochs=EPOCHS, seed=seed, n_train=N_TRAIN, val=val))
+runs = run_experiments([dict(kind=m, train=train, val=val, test=test, seed=s) for m in ("audio", "image")
+                        for s in SEEDS], workers=WORKERS)
+alone = {m: [r for r in runs if r["kind"] == m] for m in ("audio", "image")}  # seeds in order
 for m, runs in alone.items():
     print(f"{m:>5} alone: test acc {mean_std([r['acc'] for r in runs])}, probe {mean_std([r['probe'] for r in runs])}")
 
 # %% [markdown]
 # ## 3. Measuring the imbalance inside the fused model
 #
-# Now the fused model, trained two ways with everything else equal (AdamW, lr 3e-3, as in 05):
+# Now the fused model, trained two ways with everything else equal (`zoo.RECIPE`, as in 05):
 # plain fusion ($\lambda = 0$) and auxiliary losses ($\lambda_{\text{aud}} = \lambda_{\text{img}} = 1$).
 # For each we record the fused test accuracy and the probe accuracy of each encoder inside it.
 # The **imbalance gap** of modality $m$ is probe(alone) − probe(inside): how much worse its
@@ -171,15 +170,11 @@ for m, runs in alone.items():
 # %%
 # NBVAL_IGNORE_OUTPUT
 SETUPS = {"plain fusion (λ=0)": {}, "aux heads (λ=1)": {"audio": 1.0, "image": 1.0}}
-results, steps = {name: [] for name in SETUPS}, {"AdamW, plain": []}
-for seed in tqdm(SEEDS, desc="seeds"):
-    for name, lam in SETUPS.items():
-        us = UpdateSize()
-        results[name].append(run_balanced(train, test, lambdas=lam, epochs=EPOCHS, seed=seed, n_train=N_TRAIN,
-                                          val=val, callbacks=[us]))
-        if not lam:
-            steps["AdamW, plain"].append(us)
-print({name: [round(r["fused"], 3) for r in runs] for name, runs in results.items()})
+runs = run_experiments([dict(kind="fused", train=train, val=val, test=test, seed=s, lambdas=lam)
+                        for lam in SETUPS.values() for s in SEEDS], workers=WORKERS)
+results = {name: runs[i * len(SEEDS):(i + 1) * len(SEEDS)] for i, name in enumerate(SETUPS)}
+steps = {"AdamW, plain": [r["steps"] for r in results["plain fusion (λ=0)"]]}  # section 4 uses them
+print("fused test acc per seed:", {name: [round(r["fused"], 3) for r in runs] for name, runs in results.items()})
 
 
 # %%
@@ -221,7 +216,7 @@ plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # **Reading the gaps.** A gap near zero means the encoder lost nothing by being trained jointly;
-# compare each gap with its ± std before reading anything into it. The textbook expects the
+# a gap counts only when the paired t-test over seeds resolves it (`mmcourse.stats`). The textbook expects the
 # *weak* encoder (image) to be starved. Two reasons it need not be: the hard images keep only 4
 # principal components, so the image probe has a low ceiling and little room to fall behind; and
 # with a linear head the fused gradient reaching encoder $m$ is $W_m^\top(\mathrm{softmax}(z) - y)$,
@@ -233,23 +228,25 @@ plt.tight_layout(); plt.show()
 aux = results["aux heads (λ=1)"]
 uni = {m: [r["acc"] for r in runs] for m, runs in alone.items()}
 best_m = max(uni, key=lambda m: statistics.mean(uni[m]))
-plain_vs_best = compare([r["fused"] for r in plain], uni[best_m])
-gap_change = {m: compare(gaps(aux)[m], gaps(plain)[m]) for m in alone}
-fused_aux = compare([r["fused"] for r in aux], [r["fused"] for r in plain])
+fused_of = lambda runs: [r["fused"] for r in runs]  # noqa: E731
+plain_vs_best = diff(fused_of(plain), uni[best_m])
+plain_gap_test = {m: diff(g, [0.0] * len(g)) for m, g in gaps(plain).items()}  # is the gap resolved from 0?
+gap_change = {m: diff(gaps(aux)[m], gaps(plain)[m]) for m in alone}
+closed = [m for m in alone if gap_change[m]["verdict"] == "b"]  # aux gap resolved below plain's
+opened = [m for m in alone if gap_change[m]["verdict"] == "a"]
 say("\n".join([
-    f"- Plain fusion's gaps: " + ", ".join(f"{m} {mean_std(g)}" for m, g in gaps(plain).items())
-    + f" (positive = under-trained inside). The larger one is the **{worst}** encoder's"
+    f"- Plain fusion's gaps (alone − inside, positive = under-trained inside): "
+    + ", ".join(f"{m} {plain_gap_test[m]['text']}" for m in alone)
+    + f". The larger one is the **{worst}** encoder's"
     + (f" — the stronger modality's ({best_m} alone {mean_std(uni[best_m])}), not the weaker one's, unlike the "
        "textbook story." if worst == best_m else ", the weaker modality's, as the textbook story expects."),
     f"- Auxiliary heads change the gaps by " + ", ".join(f"{m} {gap_change[m]['text']}" for m in alone)
     + " (aux − plain, paired by seed; negative = the gap closes).",
-    f"- Fused test accuracy, aux − plain: {fused_aux['text']}.",
-    "- So here " + (TOO_FEW or "the auxiliary losses "
-    + ("close the gap of " + " and ".join(m for m in alone if gap_change[m]["real"] and gap_change[m]["mean"] < 0)
-       if any(gap_change[m]["real"] and gap_change[m]["mean"] < 0 for m in alone)
-       else "do not change any gap by more than the seed-to-seed noise")
-    + (f"; the fused accuracy {'rises' if fused_aux['mean'] > 0 else 'falls'} by more than noise." if fused_aux["real"]
-       else "; the fused accuracy does not move by more than noise.")),
+    f"- Fused test accuracy: {stats.say('aux heads', 'plain fusion', fused_of(aux), fused_of(plain))}.",
+    "- So here the auxiliary losses "
+    + (f"close the gap of {' and '.join(closed)}" if closed else
+       f"do not resolvably close either gap with {len(SEEDS)} seed(s)")
+    + (f", and widen the gap of {' and '.join(opened)}." if opened else "."),
 ]))
 
 # %% [markdown]
@@ -315,49 +312,56 @@ for name in ("SGD+momentum", "AdamW"):
 
 # %% [markdown]
 # During training $k$ changes from batch to batch, so Adam need not cancel it *exactly*; the
-# measurement below shows how nearly. The paper and its code (GeWu-Lab/OGM-GE_CVPR2022) train with SGD, momentum 0.9, and
-# `OGMGE` warns when it runs under Adam/AdamW. So we train the OGM models, **and the plain
-# baseline they are compared with**, with SGD + momentum. Its learning rate is not 05's: we pick
-# it for plain fusion on the validation split (seed 0), and keep that run as seed 0's baseline.
+# measurement below shows how nearly. The paper and its code (GeWu-Lab/OGM-GE_CVPR2022) train
+# with SGD, momentum 0.9, and `OGMGE` warns when it runs under Adam/AdamW. So we train the OGM
+# models, **and the plain baseline they are compared with**, with SGD + momentum — the one place
+# this lesson departs from 05's recipe. What stays: epochs, batch 64, the one-cycle schedule and
+# best-epoch selection on validation. What changes: the optimizer (torch's one-cycle schedule
+# cycles SGD's momentum between 0.85 and 0.95 around the paper's 0.9) and its peak learning rate,
+# which we pick for plain fusion on the validation split (seed 0). The paper also uses weight
+# decay 1e-4 and a step decay of the learning rate over 100 epochs; we keep 05's schedule so that
+# the optimizer is the only change from sections 2–3.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+def sgd(lr):
+    """05's recipe with SGD + momentum (the paper's optimizer) at peak learning rate lr."""
+    return dataclasses.replace(RECIPE, optimizer="sgd", lr=lr)
+
+
 SGD_LRS = [0.03, 0.1, 0.3]
-sweep = {}
-for lr in tqdm(SGD_LRS, desc="SGD learning rate (plain fusion, seed 0)"):
-    us = UpdateSize()
-    sweep[lr] = (run_balanced(train, test, epochs=EPOCHS, seed=SEEDS[0], n_train=N_TRAIN, val=val,
-                              optimizer="sgd", lr=lr, callbacks=[us]), us)
-SGD_LR = max(SGD_LRS, key=lambda lr: sweep[lr][0]["val"])
-print("best validation accuracy per lr:", {lr: round(r["val"], 3) for lr, (r, _) in sweep.items()}, "→ lr", SGD_LR)
+runs = run_experiments([dict(kind="fused", train=train, val=val, test=test, seed=SEEDS[0], config=sgd(lr))
+                        for lr in SGD_LRS], workers=WORKERS)
+sweep = dict(zip(SGD_LRS, runs))
+SGD_LR = max(SGD_LRS, key=lambda lr: sweep[lr]["val"])
+print("best validation accuracy per lr:", {lr: round(r["val"], 3) for lr, r in sweep.items()}, "→ lr", SGD_LR)
 
 # %% [markdown]
 # Now, for every seed: plain fusion, OGM and OGM-GE under SGD + momentum (α = 0.5, modulated in
-# the first half of the epochs), and OGM under AdamW (lr 3e-3) for the comparison of steps.
-# `UpdateSize` records $\lVert\Delta\theta\rVert$ of each encoder's weights at every step.
+# the first half of the epochs). Seed 0's plain run is the one the sweep picked (it loads from
+# the cache). `UpdateSize` records $\lVert\Delta\theta\rVert$ of each encoder's weights at every step.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 ALPHA, WINDOW = 0.5, (0, max(1, EPOCHS // 2))
-OGM_SETUPS = {"SGD, plain": ("sgd", None), "SGD, OGM": ("sgd", False), "SGD, OGM-GE": ("sgd", True),
-              "AdamW, OGM": ("adamw", False)}
-ogm_results = {name: [] for name in OGM_SETUPS}
-steps |= {name: [] for name in OGM_SETUPS}
-adam_warning = None
-for seed in tqdm(SEEDS, desc="seeds"):
-    for name, (opt, ge) in OGM_SETUPS.items():
-        if name == "SGD, plain" and seed == SEEDS[0]:
-            r, us = sweep[SGD_LR]  # the validation-picked run from the sweep
-        else:
-            us, ogm = UpdateSize(), (None if ge is None else OGMGE(alpha=ALPHA, ge=ge, epochs=WINDOW))
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                r = run_balanced(train, test, ogm=ogm, epochs=EPOCHS, seed=seed, n_train=N_TRAIN, val=val,
-                                 optimizer=opt, lr=SGD_LR if opt == "sgd" else 3e-3, callbacks=[us])
-            adam_warning = adam_warning or next((str(w.message) for w in caught if "invariant" in str(w.message)), None)
-        ogm_results[name].append(r)
-        steps[name].append(us)
-print("fused test acc:", {name: [round(r["fused"], 3) for r in runs] for name, runs in ogm_results.items()})
+OGM_SETUPS = {"SGD, plain": None, "SGD, OGM": {"alpha": ALPHA, "ge": False, "epochs": WINDOW},
+              "SGD, OGM-GE": {"alpha": ALPHA, "ge": True, "epochs": WINDOW}}
+runs = run_experiments([dict(kind="fused", train=train, val=val, test=test, seed=s, config=sgd(SGD_LR), ogm=ogm)
+                        for ogm in OGM_SETUPS.values() for s in SEEDS], workers=WORKERS)
+ogm_results = {name: runs[i * len(SEEDS):(i + 1) * len(SEEDS)] for i, name in enumerate(OGM_SETUPS)}
+print("fused test acc per seed:", {name: [round(r["fused"], 3) for r in runs] for name, runs in ogm_results.items()})
+
+# %% [markdown]
+# And OGM under AdamW (05's recipe, unchanged), only to compare the encoders' steps:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+ogm_results["AdamW, OGM"] = run_experiments(
+    [dict(kind="fused", train=train, val=val, test=test, seed=s, ogm=OGM_SETUPS["SGD, OGM"]) for s in SEEDS],
+    workers=WORKERS)
+steps |= {name: [r["steps"] for r in runs] for name, runs in ogm_results.items()}
+adam_warning = next((w for r in ogm_results["AdamW, OGM"] for w in r["warnings"] if "invariant" in w), None)
+print("fused test acc per seed:", [round(r["fused"], 3) for r in ogm_results["AdamW, OGM"]])
 print("\nOGMGE warned under AdamW:", adam_warning)
 
 # %% [markdown]
@@ -428,10 +432,12 @@ best_uni = max(statistics.mean(r["acc"] for r in runs) for runs in alone.values(
 ax.axhline(best_uni, color="k", ls="--", lw=1, label=f"best unimodal model ({best_uni:.2f})")
 ax.set_xticks(np.arange(len(names)), names); ax.set_ylabel("test accuracy"); ax.set_ylim(0, 1)
 ax.legend(fontsize=8, loc="lower right")
-fused_of = {n: [r["fused"] for r in sgd_results[n]] for n in names}
-vs_plain = {n: compare(fused_of[n], fused_of["SGD, plain"]) for n in ("SGD, OGM", "SGD, OGM-GE")}
+sgd_fused = {n: fused_of(sgd_results[n]) for n in names}
+vs_plain = {n: diff(sgd_fused[n], sgd_fused["SGD, plain"]) for n in ("SGD, OGM", "SGD, OGM-GE")}
+verdict_word = {"a": "better", "b": "worse", "not resolved": f"not resolved, {len(SEEDS)} seed(s)"}
 ax.set_title(title("fused test acc vs plain (SGD): " + "; ".join(f"{n.split(', ')[1]} {v['mean']:+.3f} "
-                                                                  f"({v['verdict']})" for n, v in vs_plain.items())), fontsize=9)
+                                                                  f"({verdict_word[v['verdict']]})"
+                                                                  for n, v in vs_plain.items())), fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -443,7 +449,9 @@ plt.tight_layout(); plt.show()
 # %%
 sgd_gap = {n: gaps(sgd_results[n]) for n in names}
 other = next(m for m in alone if m != dominant)
-ogm_gap_change = {n: {m: compare(sgd_gap[n][m], sgd_gap["SGD, plain"][m]) for m in alone} for n in vs_plain}
+ogm_gap_change = {n: {m: diff(sgd_gap[n][m], sgd_gap["SGD, plain"][m]) for m in alone} for n in vs_plain}
+resolved = [f"{n.split(', ')[1]} {'raises' if v['verdict'] == 'a' else 'lowers'} the fused accuracy"
+            for n, v in vs_plain.items() if v["verdict"] != "not resolved"]
 say("\n".join([
     f"- Under SGD + momentum the plain model's gaps are {dominant} {mean_std(sgd_gap['SGD, plain'][dominant])} "
     f"and {other} {mean_std(sgd_gap['SGD, plain'][other])}; OGM modulated **{dominant}** "
@@ -451,18 +459,18 @@ say("\n".join([
     *[f"- **{n.split(', ')[1]}** vs plain (paired by seed): fused {vs_plain[n]['text']}; "
       f"{other} gap {ogm_gap_change[n][other]['text']}; {dominant} gap {ogm_gap_change[n][dominant]['text']}."
       for n in vs_plain],
-    "- Verdict: " + (TOO_FEW or "; ".join(f"{n.split(', ')[1]} {'helps' if v['mean'] > 0 else 'hurts'} the fused accuracy here"
-                               for n, v in vs_plain.items() if v["real"])
-                     or "neither OGM nor OGM-GE changes the fused accuracy by more than the seed-to-seed noise here")
-    + f" ({len(SEEDS)} seed(s), α = {ALPHA}, lr {SGD_LR}). Choose a remedy for imbalance after measuring the imbalance.",
+    "- Verdict: " + ("; ".join(resolved) + " here" if resolved else
+                     f"OGM vs plain and OGM-GE vs plain are **not resolved with {len(SEEDS)} seed(s)**: this run "
+                     "cannot say that either changes the fused accuracy (nor that it does not)")
+    + f" (α = {ALPHA}, lr {SGD_LR}). Choose a remedy for imbalance after measuring the imbalance.",
 ]))
 
 # %% [markdown]
 # ## 5. Does fusion always pay? Two controlled cases
 #
 # Fusion is not free: the fused model has to learn two encoders from the same number of labels,
-# and the stronger modality can crowd out the weaker one. Two controlled cases (same seeds,
-# epochs and AdamW as in sections 2–3):
+# and the stronger modality can crowd out the weaker one. Two controlled cases (same seeds and
+# recipe as in sections 2–3):
 #
 # 1. **Clean AV-digits**: undegraded images and audio.
 # 2. **A useless modality**: hard AV-digits with the images shuffled across examples, so the image
@@ -471,7 +479,8 @@ say("\n".join([
 # %%
 # NBVAL_IGNORE_OUTPUT
 clean = {s: load_av_digits(s, difficulty="clean") for s in ("train", "val", "test")}
-clean = {s: (d.inputs, d.labels) for s, d in clean.items()}
+clean = {s: subset((d.inputs, d.labels), {"train": N_TRAIN, "val": len(val[1]), "test": len(test[1])}[s])
+         for s, d in clean.items()}
 
 
 def shuffled(d, seed):
@@ -481,21 +490,17 @@ def shuffled(d, seed):
 
 CASES = {"clean": (clean["train"], clean["val"], clean["test"]),
          "useless image": (shuffled(train, 0), shuffled(val, 1), shuffled(test, 2))}
-lose = {case: {k: [] for k in ("audio", "image", "fused")} for case in CASES}
-for case, (a, v, b) in tqdm(CASES.items(), desc="cases"):
-    for i, seed in enumerate(SEEDS):
-        for m in ("audio", "image"):
-            if case == "useless image" and m == "audio":  # the same audio, labels and seed as section 2
-                lose[case][m].append(alone["audio"][i]["acc"])
-            else:
-                lose[case][m].append(run_unimodal(m, a, b, epochs=EPOCHS, seed=seed, n_train=N_TRAIN, val=v)["acc"])
-        lose[case]["fused"].append(run_balanced(a, b, epochs=EPOCHS, seed=seed, n_train=N_TRAIN, val=v, probe=False)["fused"])
+KEYS = ("audio", "image", "fused")
+# "useless image" + audio alone: the same audio, labels and seeds as section 2, so it loads from the cache
+jobs = [dict(kind=k, train=a, val=v, test=b, seed=s, probe=False) for a, v, b in CASES.values() for k in KEYS for s in SEEDS]
+runs = iter(run_experiments(jobs, workers=WORKERS))
+lose = {case: {k: [(r["fused"] if k == "fused" else r["acc"]) for _, r in zip(SEEDS, runs)] for k in KEYS} for case in CASES}
 lose_df = pd.DataFrame({case: {k: mean_std(v) for k, v in d.items()} for case, d in lose.items()}).T
 display(lose_df)
 
 # %%
 best_single = {case: max(("audio", "image"), key=lambda m: statistics.mean(lose[case][m])) for case in lose}
-fusion_vs = {case: compare(lose[case]["fused"], lose[case][best_single[case]]) for case in lose}
+fusion_vs = {case: diff(lose[case]["fused"], lose[case][best_single[case]]) for case in lose}
 fig, ax = plt.subplots(figsize=(7, 3.4))
 keys = ["audio", "image", "fused"]
 for j, k in enumerate(keys):
@@ -504,7 +509,8 @@ for j, k in enumerate(keys):
 ax.set_xticks(np.arange(len(lose)), list(lose)); ax.set_ylabel("test accuracy"); ax.set_ylim(0, 1.05)
 ax.legend(fontsize=8, loc="lower right")
 ax.set_title(title("fused − best single modality: " + "; ".join(f"{c} {v['mean']:+.3f} "
-                                                               f"({v['verdict']})" for c, v in fusion_vs.items())), fontsize=9)
+                                                               f"({verdict_word[v['verdict']]})"
+                                                               for c, v in fusion_vs.items())), fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -517,9 +523,7 @@ plt.tight_layout(); plt.show()
 
 # %%
 def outcome(v):
-    if TOO_FEW:
-        return "too few seeds to call"
-    return ("fusion wins" if v["mean"] > 0 else "fusion loses") if v["real"] else "a tie within noise"
+    return {"a": "fusion wins", "b": "fusion loses", "not resolved": f"not resolved with {len(SEEDS)} seed(s)"}[v["verdict"]]
 
 
 say("\n".join(
@@ -534,8 +538,9 @@ say("\n".join(
 #
 # The sliders set $\lambda_{\text{aud}}$ and $\lambda_{\text{img}}$; moving one retrains the fused
 # model (all training pairs, 3 epochs, best epoch on validation: a few seconds) and plots the
-# fused accuracy and each encoder's probe accuracy; **Next seed** retrains the same λ's from
-# another seed, so you can see how much of a change is noise. Try
+# fused accuracy and each encoder's probe accuracy (a shorter run than the recipe — constant
+# lr, batch 128 — so that it answers in seconds); **Next seed** retrains the same λ's from
+# another seed, so you can see how much a different seed alone moves the numbers. Try
 # $\lambda_{\text{img}} = 2, \lambda_{\text{aud}} = 0$: does the image probe rise? Does the fused accuracy follow?
 
 # %%
@@ -576,24 +581,25 @@ check.ogm_coefficient(my_ogm)
 # %% [markdown]
 # ## What the numbers say
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 say(f"""
-- **Alone**, the audio encoder reaches {mean_std(uni['audio'])} test accuracy and the image encoder
-  {mean_std(uni['image'])} (mean ± std over {len(SEEDS)} seed(s), {N_TRAIN} training pairs, {EPOCHS} epochs, best
-  epoch on validation). Plain fusion (AdamW) reaches {mean_std([r['fused'] for r in plain])}: fused − best single
-  ({best_m}) = {plain_vs_best['text']}.
-- **Imbalance.** Inside plain fusion the probe gaps (alone − inside) are audio {mean_std(gaps(plain)['audio'])} and
-  image {mean_std(gaps(plain)['image'])}. Auxiliary heads (λ = 1) change them by audio {gap_change['audio']['text']}
-  and image {gap_change['image']['text']}; fused accuracy aux − plain {fused_aux['text']}.
+- **Alone** (lesson 05's `audio_only` / `image_only`, `zoo.RECIPE`), the audio encoder reaches
+  {mean_std(uni['audio'])} test accuracy and the image encoder {mean_std(uni['image'])} (mean ± std over
+  {len(SEEDS)} seed(s), {N_TRAIN} training pairs, best epoch on validation). Plain fusion with the same recipe
+  reaches {mean_std(fused_of(plain))}: fused − best single ({best_m}) = {plain_vs_best['text']}.
+- **Imbalance.** Inside plain fusion the probe gaps (alone − inside) are audio {plain_gap_test['audio']['text']} and
+  image {plain_gap_test['image']['text']}. Auxiliary heads (λ = 1) change them by audio {gap_change['audio']['text']}
+  and image {gap_change['image']['text']}; {stats.say('aux heads', 'plain fusion', fused_of(aux), fused_of(plain))}.
 - **OGM and the optimizer.** OGM scaled the {dominant} encoder's gradients (dominant in {dom_share:.0%} of steps); its
   mean step per batch became {mean_std(ratio['SGD'])}× the plain one under SGD + momentum and {mean_std(ratio['AdamW'])}×
   under AdamW{" — AdamW divides the gradient's scale out of the step, so OGM needs SGD" if sgd_bites and adam_blind else ""}.
-- **OGM-GE here** (SGD, lr {SGD_LR} picked on validation, α = {ALPHA}): fused vs plain SGD
-  {vs_plain['SGD, OGM-GE']['text']}; OGM alone {vs_plain['SGD, OGM']['text']}.
+- **OGM-GE here** (SGD + momentum, peak lr {SGD_LR} picked on validation, α = {ALPHA}):
+  {stats.say('OGM-GE', 'plain SGD', sgd_fused['SGD, OGM-GE'], sgd_fused['SGD, plain'])};
+  {stats.say('OGM', 'plain SGD', sgd_fused['SGD, OGM'], sgd_fused['SGD, plain'])}.
 - **When fusion pays.** fused − best single modality: hard data {plain_vs_best['text']}; """
     + "; ".join(f"{c} {v['text']}" for c, v in fusion_vs.items())
-    + ". A difference counts here only with ≥ 3 seeds, if it exceeds twice the seed-to-seed std of the paired "
-      "differences and has the same sign in every seed.")
+    + f". Every verdict is the course's one rule (`mmcourse.stats`: a paired t-test over the {len(SEEDS)} seed(s) at "
+      "α = 5 %); \"not resolved\" means these seeds cannot tell, not that there is no effect.")
 
 # %% [markdown]
 # **Next:** [07 · Contrastive alignment](07_contrastive_alignment.ipynb) — one embedding space

@@ -11,20 +11,21 @@
 # accumulation (the one-process alternative) and FSDP (sharding the model itself).
 #
 # **Learning goals**
-# - explain why averaging per-shard gradients gives the full-batch gradient, and why the weights
-#   agree to round-off rather than bit for bit (and where BatchNorm breaks the equality);
-# - launch `torchrun --nproc-per-node=N -m mmcourse.distributed` and read what each rank does;
-# - measure time per step against time per all-reduce, and say when more processes pay;
-# - write the commands for several GPUs and several nodes; use gradient accumulation and know
-#   what FSDP shards.
+# - explain why averaging per-shard gradients gives the full-batch gradient for a model without
+#   batch statistics, why the weights agree to round-off rather than bit for bit, and what
+#   BatchNorm changes (its gradient *and* its running statistics);
+# - launch `torchrun --nproc-per-node=N -m mmcourse.distributed` and read what each rank does, and
+#   what DDP sends besides gradients;
+# - time two setups in interleaved rounds and say "faster", "slower" or "can't tell";
+# - write the commands for several GPUs and several nodes; use gradient accumulation with
+#   `no_sync()` and know what FSDP shards.
 #
 # **Prerequisites:** 01 (a training step), 05 (the fusion model, `fit`'s batching by index).
 #
-# **Run time (measured on the course's 2-core CPU while other jobs shared it):** full mode 43–49 s
-# of cell time (three runs); quick mode (the CI smoke test, `MMCOURSE_QUICK=1`) 46 s a run in the
-# re-run test, 68–84 s while other jobs kept both cores busy. Quick mode saves little: starting
-# processes dominates (each of the three `torchrun` launches imports torch and loads the data once
-# per process, 13–20 s each), not training.
+# **Run time:** (measured by benchmarks/notebook_times.py)
+#
+# Most of it is starting processes: each of the three `torchrun` launches imports torch and loads
+# the data once per process, not training.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -59,8 +60,9 @@ import mmcourse
 from mmcourse import check, claim, quick, say, title
 from mmcourse.checkpoint import checkpoint_dir
 from mmcourse.data import load_av_digits
-from mmcourse.distributed import global_batches, make_optimizer, shard, step_on_shards, torchrun_command
+from mmcourse.distributed import global_batches, shard, step_on_shards, torchrun_command
 from mmcourse.fusion.zoo import build_av_model
+from mmcourse.throughput import compare_rounds
 from mmcourse.train import evaluate, take
 
 mmcourse.seed_everything(0)
@@ -110,9 +112,17 @@ def launch(nproc, *args, threads=1, show=True):
 #
 # $$\bar g = \frac1N \sum_{r} \frac{N}{B}\sum_{i \in S_r} \nabla \ell_i = \frac1B \sum_{i=1}^{B} \nabla\ell_i = g .$$
 #
-# Every rank then applies the same $\bar g$ to the same weights, so the copies stay identical
-# without ever sending weights, only gradients: one float32 number (4 bytes) per parameter per
-# step. Which rows go where? Like `DistributedSampler`: every rank draws the *same* permutation
+# (The middle step assumes that $\ell_i$ depends on row $i$ alone. BatchNorm breaks that: it
+# normalises each row with the statistics of the rows beside it, so under DDP $\bar g$ is the
+# gradient of the global batch fed as $N$ separate shards, not of one forward over all $B$ rows;
+# section 3 measures the difference.)
+#
+# Every rank then applies the same $\bar g$ to the same weights, so the *parameters* stay
+# identical while each step sends only gradients: one float32 number (4 bytes) per parameter.
+# DDP does send more than gradients, though: when it wraps the model it **broadcasts rank 0's
+# parameters and buffers** to every rank (so the copies start from rank 0's, however each rank
+# built its own), and by default (`broadcast_buffers=True`) it broadcasts rank 0's **buffers** —
+# BatchNorm's running mean and variance — again at the start of every forward. Which rows go where? Like `DistributedSampler`: every rank draws the *same* permutation
 # (a shared seed), cuts it into global batches of $B$ indices, and rank $r$ takes every $N$-th
 # index starting at $r$. The batches are `fit`'s (lesson 05): the split lives on the device and a
 # batch is one index operation, now on a `(B/N,)` shard.
@@ -133,11 +143,14 @@ for r in range(2):
 # batch, and let rank 0 alone print, evaluate and save. `torchrun` starts the $N$ processes and
 # tells each its rank through environment variables (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
 # `MASTER_ADDR`, `MASTER_PORT`); `--standalone` runs the rendezvous on this machine on a free
-# port. Here are 2 processes, one CPU thread each:
+# port. Here are 2 processes, one CPU thread each. After training, `--bench` times the same kind of
+# step in three setups, in interleaved rounds (section 4 reads them).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-lines2, two, wall2 = launch(2, "--epochs", EPOCHS, "--limit", LIMIT, "--batch-size", BATCH, threads=1)
+ROUNDS, BENCH_STEPS = 7, quick(10, 4)
+lines2, two, wall2 = launch(2, "--epochs", EPOCHS, "--limit", LIMIT, "--batch-size", BATCH,
+                            "--bench", ROUNDS, "--bench-steps", BENCH_STEPS, threads=1)
 print(f"(wall time with process start-up: {wall2:.1f} s, of which training {two['seconds']:.1f} s)")
 
 # %% [markdown]
@@ -155,7 +168,7 @@ print(f"val accuracy of the weights rank 0 saved: {acc:.3f} (rank 0 printed {two
 # ## 3. The check: two processes make the same update as one
 #
 # `--check` runs a few SGD steps with $N$ processes, then replays the same steps in rank 0 alone
-# from the same initial weights and compares every weight. Two subtleties, both printed:
+# from the same initial weights and compares every weight. Three subtleties, all printed:
 #
 # - **BatchNorm.** The image encoder normalises with the mean and variance of the rows *it sees*.
 #   Under DDP each rank sees its $B/N$ rows, so the exact one-process equivalent feeds the global
@@ -166,7 +179,14 @@ print(f"val accuracy of the weights rank 0 saved: {acc:.3f} (rank 0 printed {two
 #   always bit-for-bit adding the rows in one process. With 2 ranks the replay adds the same two
 #   shard gradients and halving is exact, so the difference may be exactly 0; with 3 ranks
 #   dividing by 3 rounds, and differences of a few units in the last place (float32: about
-#   $10^{-7}$ of a weight) can appear (exercise 3). Either way far below anything that matters.
+#   $10^{-7}$ of a weight) can appear. Either way far below anything that matters.
+# - **Buffers are not parameters.** During a forward, each rank's BatchNorm updates its running
+#   mean and variance from *its own* shard, and nothing averages them: after a step the ranks'
+#   buffers differ, until the next forward overwrites them with rank 0's. So rank 0's running
+#   statistics have seen only rank 0's shards, once per step, while the one-process replay's
+#   BatchNorm saw every micro-batch ($N$ updates per step). The running statistics do not enter
+#   training (BatchNorm uses the batch's own statistics in training mode), but they are what the
+#   model normalises with in evaluation, so they are compared too.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -179,6 +199,11 @@ max_diff = float(last.split(": ")[1])
 # NBVAL_CHECK_OUTPUT
 print(f"2 ranks == 1 process on the same shards (max param diff < 1e-5): {max_diff < 1e-5}")
 print(f"one forward over all rows differs more (BatchNorm statistics): {checked['full_batch_diff'] > max_diff}")
+print(f"parameters identical on both ranks: {checked['rank_param_diff'] == 0}")
+print(f"running statistics differ between the ranks after a step: {checked['rank_buffer_diff'] > 0}")
+print(f"rank 0's running statistics differ from the replay's: {checked['buffer_diff'] > 1e-5}")
+print(f"the replay's BatchNorm counted 2 batches per step, rank 0's one: "
+      f"{checked['batches_tracked'] == {'ddp': STEPS, 'replay': 2 * STEPS}}")
 
 # %% [markdown]
 # ## 4. What two processes buy on this machine, and why
@@ -186,58 +211,45 @@ print(f"one forward over all rows differs more (BatchNorm statistics): {checked[
 # A step of DDP costs the compute on $B/N$ rows plus the all-reduce of the gradient (DDP overlaps
 # part of it with the backward pass). Two processes on two cores can at best halve the compute;
 # they add communication, and they compete with one ordinary process that uses both cores
-# through two torch threads. Measure rather than guess: the two-process run of section 2 timed
-# every step (and every rank timed an all-reduce of a tensor the size of the gradient on its
-# own); here the same global batches, model and optimizer train in this one process, without
-# any distributed code, on one core and then with all the cores as threads. These are timings on
-# a machine other jobs may share at the same moment: re-run the cells and see how much they move.
+# through two torch threads. Measure rather than guess — but a timing on a machine that other
+# programs share moves with their load: measured one after the other, the same comparison once
+# read "0.70× (slower)" and, under load, "8.08× (faster)". So `--bench` measured in **interleaved
+# rounds**: each round times a few steps of each setup back to back, in an order that rotates, so
+# load falls on all of them alike. A setup counts as faster only if it wins *every* round (by more
+# than 5 %); if the rounds disagree, the answer is "can't tell" (`mmcourse.throughput.compare_rounds`).
+# The three setups, on the same global batches of the same model and optimizer:
+# 2 processes × 1 thread (DDP), 1 ordinary process × 2 threads, 1 process × 1 thread (while
+# rank 0 ran the one-process setups, rank 1 waited at a barrier, which uses no CPU).
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-def one_process_step_ms(steps, threads):
-    """Median ms per step of plain one-process training on the same global batches."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(0)
-        m = build_av_model("late")
-        opt = make_optimizer(m.parameters(), "adamw", 3e-3)  # what the module trains with
-        X, y = {k: v[:LIMIT] for k, v in train.inputs.items()}, train.labels[:LIMIT]
-        batches = [b for e in range(steps) for b in global_batches(LIMIT, BATCH, e, seed=0)][:steps]
-        times = []
-        for b in batches:
-            t0 = time.perf_counter()
-            step_on_shards(m, opt, X, y, [b])  # one shard: the whole batch
-            times.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(times[1:])
-    finally:
-        torch.set_num_threads(before)
-
-
-STEPS_TIMED = 30  # the median of 30 steps: a shared machine's load moves single steps a lot
-one_core_ms = one_process_step_ms(STEPS_TIMED, threads=1)
-one_ms = one_process_step_ms(STEPS_TIMED, threads=CORES)
-speedup = one_ms / two["step_ms"]  # time per global batch: 1 process with every core / 2 processes
-scaling = one_core_ms / two["step_ms"]  # 2 processes against one core: 2.0 would be perfect
-comm_share = two["allreduce_ms"] / two["step_ms"]
-print(f"time per global batch of {BATCH}: 1 process x 1 thread {one_core_ms:.1f} ms | 1 process x {CORES} threads "
-      f"{one_ms:.1f} ms | 2 processes x 1 thread {two['step_ms']:.1f} ms")
-print(f"2 processes vs 1 core: {scaling:.2f}x | vs 1 process with {CORES} threads: {speedup:.2f}x")
+rounds = two["rounds"]  # {setup: [median ms per global batch in each round]}
+THREADS = two["world"]  # the one-process setup gets as many threads as DDP has processes
+ms = {k: statistics.median(v) for k, v in rounds.items()}
+vs_threads = compare_rounds(rounds["ddp"], rounds["threads"])  # "a faster": 2 processes win every round
+vs_one = compare_rounds(rounds["ddp"], rounds["one"])
+comm_share = two["allreduce_ms"] / ms["ddp"]
+print("ms per global batch, round by round:")
+for k, label in (("ddp", "2 processes x 1 thread"), ("threads", f"1 process x {THREADS} threads"),
+                 ("one", "1 process x 1 thread")):
+    print(f"  {label:>24}: " + " ".join(f"{x:6.1f}" for x in rounds[k]) + f"   median {ms[k]:.1f}")
+for name, v in (("1 process with threads", vs_threads), ("1 process, 1 thread", vs_one)):
+    print(f"2 processes vs {name}: speed ratio {v['ratio']:.2f}x (rounds {v['low']:.2f}-{v['high']:.2f}x): {v['verdict']}")
 print(f"all-reduce of the gradient ({two['gradient_bytes']:,} bytes = {two['params']:,} params x 4) alone: "
       f"{two['allreduce_ms']:.2f} ms = {comm_share:.0%} of a 2-process step")
 
 # %%
+WORDS = {"a faster": "faster than", "b faster": "slower than", "about the same": "about as fast as",
+         "can't tell": "neither clearly faster nor slower than"}
 fig, ax = plt.subplots(figsize=(6.5, 3.0))
-names = ["1 process, 1 thread", f"1 process, {CORES} threads", "2 processes, 1 thread each"]
-ax.barh(names, [one_core_ms, one_ms, two["step_ms"] - two["allreduce_ms"]], color="tab:blue",
-        label="the step without the all-reduce (forward, backward, optimizer, overheads)")
-ax.barh(names[2:], [two["allreduce_ms"]], left=[two["step_ms"] - two["allreduce_ms"]], color="tab:red",
-        label="all-reduce of the gradient (timed alone)")
-ax.set_xlabel("milliseconds per global batch (median step)")
-verdict = "faster" if speedup > 1.1 else ("slower" if speedup < 1 / 1.1 else "about as fast")
-ax.set_title(title(f"2 processes: {speedup:.2f}x the speed of 1 process with {CORES} threads ({verdict}); "
-                   f"the all-reduce is {comm_share:.0%} of their step"), fontsize=9)
-ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=1, frameon=False)
+names = ["1 process, 1 thread", f"1 process, {THREADS} threads", "2 processes, 1 thread each"]
+keys = ["one", "threads", "ddp"]
+ax.barh(names, [ms[k] for k in keys], color="tab:blue", alpha=0.6, label="median over rounds")
+for i, k in enumerate(keys):
+    ax.plot(rounds[k], [i] * len(rounds[k]), "k.", ms=5, label="one round" if i == 0 else None)
+ax.set_xlabel("milliseconds per global batch (median step of a round)")
+ax.set_title(title(f"2 processes are {WORDS[vs_threads['verdict']]} 1 process with {THREADS} threads "
+                   f"({vs_threads['ratio']:.2f}x, rounds {vs_threads['low']:.2f}-{vs_threads['high']:.2f}x)"), fontsize=9)
+ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
 fig.tight_layout()
 plt.show()
 
@@ -246,16 +258,17 @@ plt.show()
 # own processor (a GPU, a machine) and the compute per step is much larger than the
 # communication: the step time is then close to $\frac{1}{N}$ of one processor's, plus the
 # part of the all-reduce that does not overlap with the backward pass. A ring all-reduce sends
-# about $2\frac{N-1}{N}$ times the gradient bytes per rank, whatever $N$ is, so what matters is
-# bytes per step divided by the link's bandwidth: GPUs in one server talk over NVLink (hundreds
+# about the same number of bytes per rank whatever $N$ is (exercise 1 asks how many), so what
+# matters is bytes per step divided by the link's bandwidth: GPUs in one server talk over NVLink (hundreds
 # of GB/s), servers over InfiniBand or fast Ethernet (tens of GB/s), which is why large jobs
 # also overlap communication with compute and use bigger per-rank batches. On one CPU the
 # "processors" are cores that one process could already use through threads, so the numbers above
 # measure overheads, not the gain a cluster gives; the next cell states what they show.
 
 # %%
+one_core_ms = ms["one"]
 ideal = one_core_ms / 2  # perfect data parallelism: each of 2 ranks does half a one-core step
-gap = two["step_ms"] - ideal
+gap = ms["ddp"] - ideal
 if gap > 0:
     gap_text = (f"Perfect scaling would take {ideal:.1f} ms (half a one-core step); the two-process step takes "
                 f"{gap:.1f} ms more, of which the all-reduce timed alone accounts for {two['allreduce_ms']:.1f} ms "
@@ -267,11 +280,14 @@ say(f"""
 - **Same update.** Two ranks and one process give weights {max_diff:.2g} apart after {STEPS} SGD steps (the
   shards replayed as micro-batches); one forward over all {BATCH} rows differs by {checked['full_batch_diff']:.2g},
   the BatchNorm statistics.
-- **Speed here.** A global batch takes {one_core_ms:.1f} ms on one core, {one_ms:.1f} ms in one process with
-  {CORES} threads and {two['step_ms']:.1f} ms in two processes with one thread each: {scaling:.2f}x one core's speed
-  (2 would be perfect) and {speedup:.2f}x the threaded process's, so two processes are **{verdict} {'as' if verdict == 'about as fast' else 'than'}** the
-  threaded process on this {CORES}-core machine. The gradient is {two['gradient_bytes'] / 1024:.0f} KiB; all-reducing it
-  alone takes {two['allreduce_ms']:.2f} ms, {comm_share:.0%} of a two-process step.
+- **Speed here**, in {ROUNDS} interleaved rounds (medians): a global batch takes {one_core_ms:.1f} ms on one core,
+  {ms['threads']:.1f} ms in one process with {THREADS} threads and {ms['ddp']:.1f} ms in two processes with one thread
+  each. Two processes are **{WORDS[vs_threads['verdict']]}** the threaded process ({vs_threads['ratio']:.2f}x its
+  speed; rounds {vs_threads['low']:.2f}-{vs_threads['high']:.2f}x{"" if vs_threads['verdict'] != "can't tell" else
+  ": the rounds disagree, so this machine's load decides it, not the setups"}) and
+  {WORDS[vs_one['verdict']]} one core ({vs_one['ratio']:.2f}x; 2 would be perfect scaling). The gradient is
+  {two['gradient_bytes'] / 1024:.0f} KiB; all-reducing it alone takes {two['allreduce_ms']:.2f} ms,
+  {comm_share:.0%} of a two-process step.
   {gap_text}
 """)
 
@@ -356,6 +372,67 @@ print(f"fusion model with BatchNorm: differs by more (per-micro-batch statistics
 print(inspect.getsource(step_on_shards))
 
 # %% [markdown]
+# **Accumulation under DDP: `no_sync()`.** The two combine: each of $N$ ranks accumulates $k$
+# micro-batches, for a global batch of $N \cdot k$ micro-batches. But DDP all-reduces inside
+# *every* `backward()`, so $k$ micro-batches would cost $k$ all-reduces per step where one is
+# enough (gradients add up, so reducing their sum once gives the same result). Inside
+# `with ddp.no_sync():` a backward only accumulates into the local `.grad`; the first backward
+# outside it all-reduces the whole sum:
+#
+# ```python
+# for i, idx in enumerate(micro_batches):
+#     with ddp.no_sync() if i < len(micro_batches) - 1 else contextlib.nullcontext():
+#         (loss_fn(ddp(take(X, idx)), y[idx]) / len(micro_batches)).backward()
+# opt.step()
+# ```
+#
+# To see it without launching processes, this kernel joins a process group of one rank (DDP's
+# all-reduce is then over a single rank, but it still runs) and counts the all-reduces with a
+# *communication hook*, the function DDP calls for each bucket of gradients it reduces:
+
+# %%
+import contextlib
+
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+
+def accumulate_ddp(no_sync, steps=3):
+    """3 steps of 4 accumulated micro-batches under DDP; returns (all-reduces, final weights)."""
+    torch.manual_seed(0)
+    ddp = DDP(build_av_model("audio_only"))
+    reduced = []
+
+    def hook(state, bucket):  # DDP calls it once per gradient bucket it all-reduces
+        reduced.append(bucket.index())
+        fut = torch.futures.Future()
+        fut.set_result(bucket.buffer())  # one rank: the mean over ranks is the gradient itself
+        return fut
+
+    ddp.register_comm_hook(None, hook)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
+    X, y = {"audio": train.inputs["audio"]}, train.labels
+    for _ in range(steps):
+        opt.zero_grad()
+        for i, idx in enumerate(micro):
+            with ddp.no_sync() if no_sync and i < len(micro) - 1 else contextlib.nullcontext():
+                (torch.nn.functional.cross_entropy(ddp(take(X, idx)), y[idx]) / len(micro)).backward()
+        opt.step()
+    return len(reduced), torch.cat([p.detach().flatten() for p in ddp.parameters()])
+
+
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+try:
+    (n_plain, w_plain), (n_nosync, w_nosync) = accumulate_ddp(False), accumulate_ddp(True)
+finally:
+    dist.destroy_process_group()
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"3 steps x {len(micro)} micro-batches: {n_plain} all-reduces without no_sync(), {n_nosync} with it")
+print(f"the same weights either way: {torch.equal(w_plain, w_nosync)}")
+
+# %% [markdown]
 # ## 7. FSDP: shard the model, not only the batch
 #
 # DDP keeps a full copy of the weights, the gradients and the optimizer state (two more copies
@@ -381,13 +458,18 @@ print(f"rank 0 stores about half of the parameters: {abs(fsdp['local_params'] / 
 # %% [markdown]
 # ## Exercises
 #
-# **1. Bytes on the wire.** Write `my_gradient_bytes(num_params)`: how many bytes DDP all-reduces
-# per step for a model of `num_params` float32 parameters, all trainable. Then use it: MiniLM
-# (lesson 08) has 22.7 million parameters; how many MB per step is that, against this lesson's
-# model?
+# **1. What a ring all-reduce sends.** Section 4 timed an all-reduce; how much does each rank
+# actually send? NCCL and gloo use a *ring*: the $N$ ranks sit in a circle and the gradient is
+# cut into $N$ equal chunks. First a **reduce-scatter**: in each of $N-1$ steps every rank
+# passes one chunk to its neighbour, which adds it to its own copy of that chunk; afterwards
+# each rank holds one chunk fully summed. Then an **all-gather**: $N-1$ more steps pass the
+# summed chunks around until every rank has all of them. Write `my_gradient_bytes(num_params,
+# world)`: the bytes *one rank sends* per step for `num_params` float32 gradients over `world`
+# ranks. Then use it: MiniLM (lesson 08, 22.7 million parameters) on 8 GPUs and on 64 — how
+# much more does each GPU send at 64?
 
 # %%
-def my_gradient_bytes(num_params):
+def my_gradient_bytes(num_params, world):
     # your code here
     raise NotImplementedError
 
@@ -397,9 +479,14 @@ def my_gradient_bytes(num_params):
 result = check.gradient_bytes_per_step(my_gradient_bytes)
 
 # %% [markdown]
-# **2. Which rows are mine?** Write `my_shard(batch, rank, world)`: the row indices rank `rank` of
-# `world` trains on, out of one global batch `batch` of shape `(B,)`, dealt as
-# `DistributedSampler` deals them.
+# **2. A batch that does not split evenly.** This lesson drops an incomplete batch, so every
+# shard has $B/N$ rows. `torch.utils.data.DistributedSampler` by default (`drop_last=False`)
+# keeps every row *and* gives every rank the same number of rows. Write `my_shard(batch, rank,
+# world)`: the row indices rank `rank` of `world` trains on, out of a batch `batch` of shape
+# `(B,)` where $B$ need not be divisible by `world`, as `DistributedSampler(..., shuffle=False)`
+# deals them. How it does that is not in this lesson: read
+# `inspect.getsource(torch.utils.data.DistributedSampler.__iter__)`. (The checker compares with
+# torch's own sampler.)
 
 # %%
 def my_shard(batch, rank, world):
@@ -412,27 +499,38 @@ def my_shard(batch, rank, world):
 result = check.rank_shard(my_shard)
 
 # %% [markdown]
-# **3. (open)** Launch the check with 3 processes and a batch divisible by 3
-# (`launch(3, "--check", "--batch-size", 96, "--limit", LIMIT)`): is the difference still 0?
-# Why does dividing by 3 change it (section 3)? Then time 2 processes with 2 threads each: what
-# happens when the processes ask for more threads than the machine has cores?
+# **3. (open)** Predict, then run: `launch(2, "--check", "--method", "audio_only", "--limit", LIMIT)`.
+# The audio encoder normalises with LayerNorm (per example, no running statistics). What will
+# `full_batch_diff`, `rank_buffer_diff` and `batches_tracked` be, and why? Then time 2
+# processes with 2 threads each (`launch(2, ..., "--bench", 7, threads=2)`) on this machine: what
+# happens when the processes together ask for more threads than there are cores, and do the
+# interleaved rounds agree?
 
 # %% [markdown]
 # ## What the numbers say
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 say(f"""
-- **Equivalence.** After {STEPS} SGD steps, {two['world']} DDP ranks and one process replaying the same shards hold
-  weights at most {max_diff:.2g} apart, and FSDP's at most {fsdp_diff:.2g}: the averaged gradient is the
-  full-batch gradient. One forward over all {BATCH} rows differs by {checked['full_batch_diff']:.2g}, because
-  BatchNorm's statistics depend on which rows it sees; accumulation shows the same (audio-only model
-  {diffs['audio_only']:.2g}, fusion model {diffs['late']:.2g}).
-- **Cost.** Each step all-reduces {two['gradient_bytes']:,} bytes (4 per parameter, whatever the batch size);
-  alone that took {two['allreduce_ms']:.2f} ms here, {comm_share:.0%} of a {two['step_ms']:.1f} ms two-process step.
-- **Speed on this machine.** Two single-thread processes ran a global batch {scaling:.2f}x as fast as one core
-  and {speedup:.2f}x as fast as one process with {CORES} threads ({verdict}). This measures how {CORES} shared cores are used, not what a cluster gives: there,
-  each rank brings its own device, and the gain approaches N when the compute per step dwarfs the
-  all-reduce.
+- **Equivalence.** After {STEPS} SGD steps, {two['world']} DDP ranks and one process replaying the same shards as
+  micro-batches hold parameters at most {max_diff:.2g} apart, and FSDP's at most {fsdp_diff:.2g}: the averaged
+  gradient is the gradient of the global batch *fed as {two['world']} shards*. For a model without batch statistics
+  that is the full-batch gradient; with BatchNorm it is not: one forward over all {BATCH} rows ends
+  {checked['full_batch_diff']:.2g} away, because BatchNorm's statistics depend on which rows it sees. Accumulation
+  shows the same (audio-only model {diffs['audio_only']:.2g}, fusion model {diffs['late']:.2g}).
+- **What DDP sends.** Gradients every step ({two['gradient_bytes']:,} bytes, 4 per parameter, whatever the batch
+  size; alone that all-reduce took {two['allreduce_ms']:.2f} ms here, {comm_share:.0%} of a {ms['ddp']:.1f} ms
+  two-process step), plus rank 0's parameters and buffers once at construction and rank 0's buffers at every
+  forward. The parameters on the two ranks differ by {checked['rank_param_diff']:.2g}; their BatchNorm running
+  statistics by {checked['rank_buffer_diff']:.2g} after a step, and rank 0's differ from the one-process replay's
+  by {checked['buffer_diff']:.2g} ({checked['batches_tracked']['ddp']} vs {checked['batches_tracked']['replay']}
+  batches tracked): the replay updated them once per micro-batch.
+- **`no_sync()`.** Accumulating {len(micro)} micro-batches under DDP all-reduced {n_plain} times in 3 steps
+  without it and {n_nosync} times with it, to the same weights.
+- **Speed on this machine** ({ROUNDS} interleaved rounds): two single-thread processes are
+  **{WORDS[vs_threads['verdict']]}** one process with {THREADS} threads ({vs_threads['ratio']:.2f}x, rounds
+  {vs_threads['low']:.2f}-{vs_threads['high']:.2f}x) and {WORDS[vs_one['verdict']]} one core ({vs_one['ratio']:.2f}x).
+  This measures how {THREADS} shared cores are used, not what a cluster gives: there, each rank brings its own
+  device, and the gain approaches N when the compute per step dwarfs the all-reduce.
 - **Not shown here:** GPUs, NCCL, several machines; `make gpu-check` runs this module under `torchrun` with
   NCCL on a GPU machine.
 """)

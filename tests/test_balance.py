@@ -221,3 +221,53 @@ def test_widget_headless_every_number_follows_the_sliders():
     assert f"fused test acc {panel.runs[-1]['fused']:.3f}" in repr(panel)
     panel.button.click()  # same λ's, next seed
     assert panel.runs[-1]["seed"] == 1 and "seed 1" in repr(panel) and len(panel.runs) == 3
+
+
+# ------------------------------------------------------------ the lesson's grid: cached experiments
+def _tiny_config():
+    return FitConfig(epochs=1, batch_size=16, lr=5e-3, schedule="onecycle")
+
+
+def test_experiment_trains_once_then_loads_the_same_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    data = _tiny_data(48)
+    kw = dict(train=data, val=data, test=data, config=_tiny_config(), seed=3)
+    first = B.experiment("fused", lambdas={"image": 1.0}, **kw)
+    again = B.experiment("fused", lambdas={"image": 1.0}, **kw)
+    assert first["loaded"] is False and again["loaded"] is True
+    for k in ("fused", "val", "best_epoch", "probe", "aux"):
+        assert again[k] == first[k], k
+    assert again["steps"].log == first["steps"].log and len(first["steps"].log["audio"]) == 3  # 48 / 16 steps
+    assert B.experiment("fused", cached_only=True, **{**kw, "seed": 4}) is None  # nothing cached for seed 4
+    assert B.experiment("fused", cached_only=True, **kw) is None  # λ = 0: another setting, not cached
+    assert len(list(tmp_path.glob("balance-aux-adamw-seed3-*.pt"))) == 1
+
+
+def test_experiment_keeps_the_ogm_log_and_the_adamw_warning_with_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    data = _tiny_data(32)
+    kw = dict(train=data, val=data, test=data, config=_tiny_config(), ogm={"alpha": 0.5, "ge": False, "epochs": (0, 1)})
+    r = B.experiment("fused", **kw)
+    loaded = B.experiment("fused", **kw)
+    assert loaded["loaded"] and loaded["ogm"] == r["ogm"] and len(r["ogm"]["coeff"]["audio"]) == 2
+    assert any("invariant" in w for w in loaded["warnings"])  # AdamW: OGMGE warned, and the warning is kept
+
+
+def test_experiment_refuses_unknown_kinds_and_aux_settings_on_one_encoder():
+    data = _tiny_data(16)
+    with pytest.raises(ValueError, match="unknown kind 'video'"):
+        B.experiment("video", data, data, data)
+    with pytest.raises(ValueError, match="fused model only"):
+        B.experiment("audio", data, data, data, lambdas={"audio": 1.0})
+
+
+def test_run_experiments_in_this_process_equals_one_by_one(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    data = _tiny_data(32)
+    jobs = [dict(kind="fused", train=data, val=data, test=data, config=_tiny_config(), seed=s, probe=False)
+            for s in (0, 1)]
+    runs = B.run_experiments(jobs, workers=1)
+    assert "2 runs: 0 loaded from the checkpoint cache, 2 trained" in capsys.readouterr().out
+    again = B.run_experiments(jobs, workers=1)
+    assert "2 runs: 2 loaded from the checkpoint cache, 0 trained" in capsys.readouterr().out
+    assert [r["fused"] for r in runs] == [r["fused"] for r in again] and [r["seed"] for r in runs] == [0, 1]

@@ -434,14 +434,17 @@ MISTAKES = {
         (lambda z, m: (z * m[..., None]).sum(1) / z.shape[1], "divided by L = 3"),
         (lambda z, m: z[:, 0], "first token only")],
     "gradient_bytes_per_step": [
-        (lambda p: p, "each float32 entry takes 4 bytes"),
-        (lambda p: 8 * p, "8 bytes is float64"),
-        (lambda p: 32 * p, "bits per float32"),
-        (lambda p: 4 * p / 2**20, "that is mebibytes")],
+        (lambda p, w: 4 * p, "the gradient's size, sent once"),
+        (lambda p, w: 4 * p * (w - 1), "naive all-reduce"),
+        (lambda p, w: 8 * p, "the limit for many ranks"),
+        (lambda p, w: (w - 1) * 4 * p / w, "one phase only"),
+        (lambda p, w: 64 * p * (w - 1) / w, "that is bits")],
     "rank_shard": [
         (lambda b, r, w: b[r * (len(b) // w):(r + 1) * (len(b) // w)], "contiguous block"),
         (lambda b, r, w: torch.arange(len(b))[r::w], "positions in the batch"),
-        (lambda b, r, w: b, "the whole batch")],
+        (lambda b, r, w: b, "the whole batch"),
+        (lambda b, r, w: b[r::w], "different numbers of rows"),
+        (lambda b, r, w: b[:len(b) // w * w][r::w], "drop_last=True")],
 }
 
 

@@ -70,14 +70,22 @@ def test_mean_of_shard_means_is_the_full_batch_gradient_float64():
         torch.testing.assert_close(g1, g4, rtol=1e-12, atol=1e-14)
 
 
-def test_check_two_processes_match_one_process():
-    out, _ = torchrun("--check", "--steps", "4", "--batch-size", "64")
+def test_check_two_processes_match_one_process(tmp_path):
+    report = tmp_path / "report.json"
+    out, _ = torchrun("--check", "--steps", "4", "--batch-size", "64", "--report", str(report))
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("max param diff: "), out.stdout
     # Round-off of a few float32 steps (SGD, lr 0.05, weights ~0.1-1): 1e-5 is ~100x what it is.
     assert float(last.split(": ")[1]) < 1e-5
     assert "backend gloo" in out.stdout and "global batch 64 = 2 x 32" in out.stdout
+    import json
+    r = json.loads(report.read_text())
+    # parameters: identical on every rank; BatchNorm buffers: each rank updated them from its own
+    # shard (DDP broadcasts rank 0's only at the next forward), and the one-process replay's
+    # BatchNorm counted both micro-batches of every step
+    assert r["rank_param_diff"] == 0 and r["rank_buffer_diff"] > 0
+    assert r["batches_tracked"] == {"ddp": 4, "replay": 8} and r["buffer_diff"] > 1e-5
 
 
 def test_a_rank_that_hangs_ends_the_run_with_a_clear_error_not_a_hang():
@@ -98,7 +106,8 @@ def test_a_rank_that_crashes_ends_the_run_non_zero_and_names_its_exit_code():
 
 def test_training_saves_a_weights_only_checkpoint_from_rank_0(tmp_path):
     ckpt, report = tmp_path / "ddp.pt", tmp_path / "report.json"
-    out, _ = torchrun("--epochs", "1", "--out", str(ckpt), "--report", str(report), "--batch-size", "64")
+    out, _ = torchrun("--epochs", "1", "--out", str(ckpt), "--report", str(report), "--batch-size", "64",
+                      "--bench", "2", "--bench-steps", "2")
     assert out.returncode == 0, out.stderr[-3000:]
     state = torch.load(ckpt, weights_only=True)
     build_av_model("late").load_state_dict(state)
@@ -107,6 +116,15 @@ def test_training_saves_a_weights_only_checkpoint_from_rank_0(tmp_path):
     import json
     r = json.loads(report.read_text())
     assert r["world"] == 2 and r["gradient_bytes"] == 4 * r["params"] and r["allreduce_ms"] > 0
+    # --bench: 2 interleaved rounds of each setup, a median ms per round
+    assert sorted(r["rounds"]) == ["ddp", "one", "threads"]
+    assert all(len(v) == 2 and min(v) > 0 for v in r["rounds"].values())
+
+
+def test_bench_is_refused_with_check(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--check", "--bench", "3"])
+    assert e.value.code == 2 and "use it without --check" in capsys.readouterr().err
 
 
 def test_without_torchrun_it_says_how_to_launch():

@@ -223,11 +223,15 @@ def pool_token_logits(token_logits, mask):
 
 
 # ---------------------------------------------------------------------------------- notebook 12
-def gradient_bytes_per_step(num_params):
-    """DDP all-reduces one float32 gradient entry (4 bytes) per trainable parameter, every step."""
-    return 4 * num_params
+def gradient_bytes_per_step(num_params, world):
+    """Bytes each rank sends in a ring all-reduce of the float32 gradient: 2 phases (reduce-scatter,
+    all-gather) of world − 1 steps, each sending one chunk of 4 · num_params / world bytes."""
+    return 2 * (world - 1) * 4 * num_params / world
 
 
 def rank_shard(batch, rank, world):
-    """Rank ``rank``'s share of a (B,) global batch, dealt round-robin like DistributedSampler."""
-    return batch[rank::world]  # (B / world,)
+    """Rank ``rank``'s share of a (B,) batch as DistributedSampler(shuffle=False) deals it: pad the
+    list to a multiple of world by repeating its first entries, then deal round-robin."""
+    total = -(-len(batch) // world) * world  # ceil(B / world) · world
+    padded = torch.cat([batch] * (total // len(batch) + 1))[:total]  # (total,) first rows repeated
+    return padded[rank::world]  # (total / world,)
