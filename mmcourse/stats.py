@@ -130,5 +130,9 @@ def say(a_name: str, b_name: str, a: Sequence[float], b: Sequence[float], alpha:
     if v == "not resolved":
         return f"{a_name} vs {b_name}: not resolved with {r['n']} seeds ({diff}, {ci})"
     winner, loser = (a_name, b_name) if v == "a" else (b_name, a_name)
-    shown = diff if v == "a" else f"{-scale * r['mean_diff']:+.1f}{unit}"
+    if v == "b":  # state the difference and its interval as winner − loser
+        shown = f"{-scale * r['mean_diff']:+.1f}{unit}"
+        ci = f"{level} CI {-scale * r['high']:+.1f} to {-scale * r['low']:+.1f}"
+    else:
+        shown = diff
     return f"{winner} better than {loser} by {shown} ({ci}, paired t over {r['n']} seeds)"

@@ -74,3 +74,7 @@ def test_versus_best_controls_the_family_wise_rate():
 def test_say_names_the_verdict():
     assert say("late", "concat", [0.9, 0.91, 0.92], [0.85, 0.86, 0.88]).startswith("late better than concat by +4.7 points")
     assert "not resolved with 3 seeds" in say("a", "b", [0.9, 0.8, 0.85], [0.85, 0.86, 0.84])
+    # b wins: the difference and its interval are both stated as winner − loser (positive)
+    r = paired_test([0.85, 0.86, 0.88], [0.9, 0.91, 0.92])
+    want = f"late better than concat by +4.7 points (95% CI {-100 * r['high']:+.1f} to {-100 * r['low']:+.1f}"
+    assert say("concat", "late", [0.85, 0.86, 0.88], [0.9, 0.91, 0.92]).startswith(want) and "CI +" in want
