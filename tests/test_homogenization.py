@@ -257,3 +257,41 @@ def test_simulate_h_every_slider_setting_is_defined_or_guarded():
                 assert (r["H"] is None) == (r["joint"] < 10)
                 if r["H"] is not None:
                     assert r["lo"] > 0 and np.isfinite(r["hi"])
+
+
+def test_add_trigger_and_deployer_rows():
+    import torch
+
+    from mmcourse.homogenization import add_trigger, deployer_rows
+
+    x = torch.zeros(2, 1, 28, 28)
+    t = add_trigger(x)
+    assert x.sum() == 0 and t.sum() == 2 * 16 and (t[:, 0, 23:27, 23:27] == 1).all()  # a copy; 4×4 white square
+    labels = torch.tensor([0, 1] * 6)  # 6 rows per class
+    a, b = deployer_rows(labels, 0, 3), deployer_rows(labels, 1, 3)
+    assert set(a.tolist()).isdisjoint(b.tolist()) and torch.bincount(labels[a]).tolist() == [3, 3]
+    with pytest.raises(ValueError, match="deployer 2"):
+        deployer_rows(labels, 2, 3)
+
+
+def test_image_deployer_and_supervised_base_refuse_bad_settings():
+    from mmcourse.homogenization import image_deployer, supervised_base
+
+    with pytest.raises(ValueError, match="unknown base 'imagenet'"):
+        image_deployer("imagenet", 0, 0)
+    with pytest.raises(ValueError, match="poison"):
+        supervised_base(poison=1.5)
+
+
+def test_image_deployer_caches(tmp_path, monkeypatch):
+    import torch
+
+    from mmcourse.homogenization import image_deployer
+
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    m1 = image_deployer("scratch", 0, seed=0, per_class=2, steps=1)
+    m2 = image_deployer("scratch", 0, seed=0, per_class=2, steps=1)
+    assert len(list(tmp_path.glob("deployer-scratch-0-seed0-*.pt"))) == 1
+    for (k, v), w in zip(m1.state_dict().items(), m2.state_dict().values()):
+        torch.testing.assert_close(v, w, msg=k)
+    assert m1(torch.zeros(3, 1, 28, 28)).shape == (3, 10)

@@ -116,3 +116,26 @@ def test_a_changed_data_variant_or_setting_retrains(tmp_path, monkeypatch, capsy
     pretraining_run("audio", "hard", cfg, progress=False)
     out = capsys.readouterr().out
     assert out.count("saved simclr-audio-hard") == 3 and out.count("loaded checkpoint simclr-audio-hard") == 1
+
+
+def test_few_shot_rows_per_class_reproducible_and_refuses_too_many():
+    from mmcourse.pretrain import few_shot_rows
+
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    rows = few_shot_rows(labels, 2, seed=3)
+    assert rows.tolist() == few_shot_rows(labels, 2, seed=3).tolist()
+    assert torch.bincount(labels[rows]).tolist() == [2, 2, 2]
+    assert sorted(few_shot_rows(labels, None, seed=0).tolist()) == list(range(10))
+    with pytest.raises(ValueError, match="smallest class has 3"):
+        few_shot_rows(labels, 4, seed=0)
+
+
+def test_scratch_run_caches_and_is_reproducible(tmp_path, monkeypatch):
+    from mmcourse.pretrain import scratch_run
+
+    monkeypatch.setenv("MMCOURSE_CHECKPOINTS", str(tmp_path))
+    first = scratch_run(per_class=2, draw=0, steps=2)
+    again = scratch_run(per_class=2, draw=0, steps=2)
+    assert not first["loaded"] and again["loaded"] and first["test_acc"] == again["test_acc"]
+    assert 0.0 <= first["test_acc"] <= 1.0 and len(list(tmp_path.glob("scratch-image-clean-2pc-draw0-*.pt"))) == 1
+    assert not scratch_run(per_class=2, draw=1, steps=2)["loaded"]  # another draw: other rows, other seed
