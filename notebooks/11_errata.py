@@ -10,14 +10,12 @@
 # - explain why a text tokenizer cannot encode an image, and what an image "tokenizer" is;
 # - build a model that really takes two inputs (and see why a `Sequential` cannot);
 # - recognise memorisation: training accuracy on random labels says nothing about learning;
+#   and say how far from chance a shuffled-label control may score without a leak;
 # - tell token classification from image classification, in the head, the loss and the metric.
 #
 # **Prerequisites:** 00 (MiniLM tokenizer), 01 (training and accuracy), 05 (fusion).
 #
-# **Run time**, measured on the course's 2-core CPU while other jobs shared its cores (load 5–8; an
-# idle machine is faster, see the README table): full mode 30–60 s of cell time (50–90 s with kernel
-# start), mostly the 60-epoch random-label run of erratum 3; quick mode (a CI smoke test, numbers
-# meaningless) 20–25 s, most of it imports.
+# **Run time:** (measured by benchmarks/notebook_times.py)
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -213,37 +211,83 @@ for name, labels in (("true labels", y_true), ("shuffled labels", y_random)):
 final = {name: (h["train"][-1], h["test"][-1]) for name, h in curves.items()}
 print({name: f"train {a:.3f} / test {b:.3f}" for name, (a, b) in final.items()})
 
+# %% [markdown]
+# **How far from chance may a shuffled-label model score without any leak?** "It must score
+# chance, $1/C$" needs a tolerance, for two reasons:
+#
+# 1. *Test sampling.* On $n$ test images, a model whose predictions carry no information about the
+#    labels scores a binomial proportion around $p=1/C$, with standard error $\sqrt{p(1-p)/n}$.
+#    We allow $\pm3$ standard errors.
+# 2. *The shuffle's own association.* One random permutation of a finite label column is not
+#    perfectly independent of the images. Count, over the training set, how often each true digit
+#    carries each shuffled label: for a digit $d$ the most frequent shuffled label is, by chance,
+#    sometimes $d$ itself. A model that learns this association (the easy pattern, picked up in
+#    the first epochs before memorisation takes over) then scores above chance on the *true* test
+#    labels without any leak. Its ceiling is computable: the test accuracy of predicting, for each
+#    test image's true digit $d$, the shuffled label most often paired with $d$ in training.
+#
+# The no-leak bound is the larger of the two; a shuffled-label control above it at any epoch points
+# to a leak. The cell also draws 2,000 other random shuffles to show whether this one's association
+# is typical.
+
+# %%
+p_chance = 1 / 10
+se = math.sqrt(p_chance * (1 - p_chance) / N_TEST)  # binomial standard error at chance on N_TEST images
+
+
+def association_ceiling(y_train_true, y_train_shuffled, y_test):
+    """Test accuracy of predicting, for each true digit d, the shuffled label most often paired with d."""
+    pairs = torch.zeros(10, 10).index_put_((y_train_true, y_train_shuffled), torch.ones(len(y_train_true)),
+                                           accumulate=True)  # (true digit, shuffled label) counts
+    return (pairs.argmax(1)[y_test] == y_test).float().mean().item()
+
+
+ceiling = association_ceiling(y_true, y_random, y_te)
+g_null = torch.Generator().manual_seed(2)
+null_ceilings = torch.tensor([association_ceiling(y_true, y_true[torch.randperm(N_TRAIN, generator=g_null)], y_te)
+                              for _ in range(2000)])
+null_q99 = null_ceilings.quantile(0.99).item()
+upper = max(p_chance + 3 * se, ceiling)  # the no-leak bound
+shuffled_curve = torch.tensor(curves["shuffled labels"]["test"])
+peak_epoch = int(shuffled_curve.argmax())
+peak = shuffled_curve[peak_epoch].item()
+within = peak <= upper
+print(f"test sampling: chance {p_chance:.3f} ± 3 s.e. = [{p_chance - 3 * se:.3f}, {p_chance + 3 * se:.3f}] on {N_TEST} images")
+print(f"this shuffle's association ceiling: {ceiling:.3f} (over 2,000 random shuffles: median "
+      f"{null_ceilings.median():.3f}, 99th percentile {null_q99:.3f}; "
+      f"{(null_ceilings >= ceiling).float().mean():.0%} of shuffles reach at least this one's)")
+print(f"no-leak bound {upper:.3f}; the shuffled-label model's test accuracy peaks at {peak:.3f} "
+      f"(epoch {peak_epoch + 1}) and ends at {shuffled_curve[-1]:.3f}")
+
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 for (name, h), color in zip(curves.items(), ("tab:green", "tab:red")):
     ax.plot(h["train"], color=color, label=f"{name}: train")
     ax.plot(h["test"], color=color, ls="--", label=f"{name}: test")
-ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (1/10)")
+ax.axhspan(p_chance - 3 * se, p_chance + 3 * se, color="k", alpha=0.12, lw=0, label="chance ± 3 s.e.")
+ax.axhline(ceiling, color="tab:purple", ls=":", lw=1.2, label="this shuffle's association ceiling")
 ax.set_xlabel("epoch")
 ax.set_ylabel("accuracy")
-se = math.sqrt(0.1 * 0.9 / N_TEST)  # binomial standard error of an accuracy at chance on N_TEST images
-z_random = (final["shuffled labels"][1] - 0.1) / se
-at_chance = abs(z_random) < 2
-ax.set_title(title(f"Shuffled labels: train accuracy reaches {final['shuffled labels'][0]:.2f}, test "
-                   + (f"stays at chance ({final['shuffled labels'][1]:.2f})" if at_chance
-                      else f"{final['shuffled labels'][1]:.2f}, {z_random:+.1f} s.e. from chance")), fontsize=10)
-ax.legend(fontsize=8)
+ax.set_title(title(f"Shuffled labels: train reaches {final['shuffled labels'][0]:.2f}; test peaks at {peak:.2f}, "
+                   + ("within" if within else "ABOVE") + f" the no-leak bound {upper:.2f}"), fontsize=10)
+ax.legend(fontsize=7, loc="center right")
 plt.show()
 
 # %% [markdown]
-# And "model A beats model B" on random labels? Test accuracy on $n$ examples at chance has a
-# binomial standard error $\sqrt{p(1-p)/n}$; differences of that size are noise.
+# And "model A beats model B" on random labels? Both scores sit inside the same band around
+# chance; a difference of a few standard errors between two such models is noise, not skill.
 
 # %%
-print(f"chance ± 1 s.e. on {N_TEST} test images: 0.100 ± {se:.3f}; the shuffled-label model is "
-      f"{z_random:+.1f} s.e. from chance")
-shown = claim(at_chance, "the shuffled-label model's test accuracy is within 2 standard errors of chance")
+z_random = (final["shuffled labels"][1] - p_chance) / se
+print(f"final epoch: the shuffled-label model is {z_random:+.1f} s.e. from chance")
+shown = claim(within, f"at every epoch the shuffled-label test accuracy stays within the no-leak bound ({upper:.3f})")
 
 # %% [markdown]
 # **The fix.** Report held-out accuracy, never training accuracy alone; run the shuffled-label
-# control on purpose (a model must score chance on it, or the pipeline leaks labels); check
-# that labels and inputs stay aligned after every join; compare models with their standard
-# errors or several seeds (lesson 05 reports mean ± std over seeds).
+# control on purpose, with the tolerance above (its test accuracy must stay within the no-leak
+# bound at every epoch, or the pipeline leaks labels); check that labels and inputs stay aligned
+# after every join; compare models with their standard errors or several seeds (the course's
+# `mmcourse.stats.paired_verdict` over seeds).
 
 # %% [markdown]
 # ## Erratum 4: token-classification heads and metrics used for image classification
@@ -383,14 +427,14 @@ result = check.pool_token_logits(my_pool)
 # %%
 shuffled_train, shuffled_test = final["shuffled labels"]
 memorised = shuffled_train >= 0.9  # "the model works", says the training curve
-if memorised and at_chance:
-    random_verdict = "Training accuracy alone said nothing; held-out accuracy told the truth."
-elif memorised and z_random > 0:
-    random_verdict = ("Training accuracy alone said nothing. The test accuracy is more than 2 standard errors above "
-                      "chance here: on random labels that points to a leak between inputs and labels, to investigate.")
+if memorised and within:
+    random_verdict = ("Training accuracy alone said nothing; held-out accuracy told the truth. "
+                      + (f"The early test bump to {peak:.3f} lies below this shuffle's own association ceiling "
+                         f"({ceiling:.3f}): the finite-sample association explains it, no leak needed." if peak > p_chance + 3 * se
+                         else ""))
 elif memorised:
-    random_verdict = ("Training accuracy alone said nothing. The test accuracy is more than 2 standard errors below "
-                      "chance here, which random labels cannot teach: luck, or a quirk of this small test set.")
+    random_verdict = ("Training accuracy alone said nothing. The test accuracy rose above the no-leak bound here: "
+                      "on random labels that points to a leak between inputs and labels, to investigate.")
 else:
     random_verdict = (f"This run did not memorise the shuffled labels (train {shuffled_train:.3f} < 0.9): "
                       "train longer to see training accuracy climb while test stays at chance.")
@@ -408,8 +452,13 @@ say(f"""
 - **Two inputs.** `Sequential` has no second input and raw tensors of different shapes do not concatenate; a
   module with `forward(image, audio)` does the job in a dozen lines.
 - **Random labels.** The MLP reaches {shuffled_train:.3f} training accuracy on shuffled labels
-  while its test accuracy is {shuffled_test:.3f} ({z_random:+.1f} standard errors from chance); on
-  the true labels, {final['true labels'][0]:.3f} / {final['true labels'][1]:.3f}. {random_verdict}
+  while its test accuracy ends at {shuffled_test:.3f} ({z_random:+.1f} standard errors from chance) and peaks at
+  {peak:.3f} in epoch {peak_epoch + 1}; on the true labels, {final['true labels'][0]:.3f} / {final['true labels'][1]:.3f}.
+  The no-leak tolerance is stated, not assumed: chance ± 3 s.e. is [{p_chance - 3 * se:.3f}, {p_chance + 3 * se:.3f}]
+  on {N_TEST:,} test images, and this shuffle's association alone can reach {ceiling:.3f}. {random_verdict}
+  The bound is loose at this size: over 2,000 random shuffles of {N_TRAIN:,} labels the association ceiling's 99th
+  percentile is {null_q99:.3f}, so this control only catches leaks that lift test accuracy beyond such levels;
+  more training examples tighten it.
 - **Token vs image classification.** Trained the token way, the per-token metric reports {tok:.3f}: it scores
   patches, many of them blank. Averaging that model's token logits gives {averaged:.3f} per image; an image head
   that sees all patches, trained with the image label, reaches {img_acc:.3f}. {head_verdict}
