@@ -215,16 +215,19 @@ def spread_over_ranks(tensors: list[Tensor]) -> float:
 BENCH_SETUPS = ("ddp", "threads", "one")  # N processes x 1 thread | 1 process x N threads | 1 process x 1 thread
 
 
-def bench_rounds(ddp: nn.Module, initial: nn.Module, X: dict[str, Tensor], y: Tensor, batch_size: int, seed: int,
+def bench_rounds(initial: nn.Module, X: dict[str, Tensor], y: Tensor, batch_size: int, seed: int,
                  rounds: int, steps: int, rank: int, world: int, lr: float = 3e-3) -> dict[str, list[float]]:
     """Median ms per global batch of each setup, per round, the setups interleaved (a collective).
+
+    Every setup trains its own copy of ``initial`` (the trained model is left as it is).
 
     Each round times ``steps`` steps of: ``"ddp"`` (every rank on its shard, DDP all-reducing),
     ``"threads"`` (rank 0 alone: one ordinary process, ``world`` torch threads, the whole batch) and
     ``"one"`` (rank 0 alone, one thread); the other ranks wait at a barrier meanwhile. The order
     rotates each round, so load from other programs falls on every setup alike.
     """
-    plain = copy.deepcopy(initial)
+    plain, device = copy.deepcopy(initial), y.device
+    ddp = DDP(copy.deepcopy(initial), device_ids=[device.index] if device.type == "cuda" else None)
     opt_ddp, opt_plain = make_optimizer(ddp.parameters(), "adamw", lr), make_optimizer(plain.parameters(), "adamw", lr)
     batches = [b for e in range(1 + rounds * steps * batch_size // max(len(y), 1)) for b in
                global_batches(len(y), batch_size, 1000 + e, seed)]  # any batches: we time, not train
@@ -351,7 +354,7 @@ def run(args) -> dict:
         report["rank_param_diff"] = spread_over_ranks(list(model.parameters()))
         report["rank_buffer_diff"] = spread_over_ranks([b for b in model.buffers() if b.is_floating_point()])
     if args.bench:
-        report["rounds"] = bench_rounds(ddp, initial, X, y, args.batch_size, args.seed, args.bench,
+        report["rounds"] = bench_rounds(initial, X, y, args.batch_size, args.seed, args.bench,
                                         args.bench_steps, rank, world)
     final = [p.full_tensor() if args.fsdp else p for p in model.parameters()]  # a collective under FSDP
     if rank != 0:

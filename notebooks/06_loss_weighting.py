@@ -462,7 +462,7 @@ say("\n".join([
     "- Verdict: " + ("; ".join(resolved) + " here" if resolved else
                      f"OGM vs plain and OGM-GE vs plain are **not resolved with {len(SEEDS)} seed(s)**: this run "
                      "cannot say that either changes the fused accuracy (nor that it does not)")
-    + f" (α = {ALPHA}, lr {SGD_LR}). Choose a remedy for imbalance after measuring the imbalance.",
+    + f" (OGM's α = {ALPHA}, SGD peak lr {SGD_LR}). Choose a remedy for imbalance after measuring the imbalance.",
 ]))
 
 # %% [markdown]
@@ -593,7 +593,7 @@ say(f"""
 - **OGM and the optimizer.** OGM scaled the {dominant} encoder's gradients (dominant in {dom_share:.0%} of steps); its
   mean step per batch became {mean_std(ratio['SGD'])}× the plain one under SGD + momentum and {mean_std(ratio['AdamW'])}×
   under AdamW{" — AdamW divides the gradient's scale out of the step, so OGM needs SGD" if sgd_bites and adam_blind else ""}.
-- **OGM-GE here** (SGD + momentum, peak lr {SGD_LR} picked on validation, α = {ALPHA}):
+- **OGM-GE here** (SGD + momentum, peak lr {SGD_LR} picked on validation, OGM's α = {ALPHA}):
   {stats.say('OGM-GE', 'plain SGD', sgd_fused['SGD, OGM-GE'], sgd_fused['SGD, plain'])};
   {stats.say('OGM', 'plain SGD', sgd_fused['SGD, OGM'], sgd_fused['SGD, plain'])}.
 - **When fusion pays.** fused − best single modality: hard data {plain_vs_best['text']}; """

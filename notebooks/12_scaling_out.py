@@ -122,8 +122,10 @@ def launch(nproc, *args, threads=1, show=True):
 # DDP does send more than gradients, though: when it wraps the model it **broadcasts rank 0's
 # parameters and buffers** to every rank (so the copies start from rank 0's, however each rank
 # built its own), and by default (`broadcast_buffers=True`) it broadcasts rank 0's **buffers** —
-# BatchNorm's running mean and variance — again at the start of every forward. Which rows go where? Like `DistributedSampler`: every rank draws the *same* permutation
-# (a shared seed), cuts it into global batches of $B$ indices, and rank $r$ takes every $N$-th
+# BatchNorm's running mean and variance — again at the start of every forward.
+#
+# Which rows go where? Like `DistributedSampler`: every rank draws the *same* permutation (a
+# shared seed), cuts it into global batches of $B$ indices, and rank $r$ takes every $N$-th
 # index starting at $r$. The batches are `fit`'s (lesson 05): the split lives on the device and a
 # batch is one index operation, now on a `(B/N,)` shard.
 
@@ -227,19 +229,20 @@ THREADS = two["world"]  # the one-process setup gets as many threads as DDP has 
 ms = {k: statistics.median(v) for k, v in rounds.items()}
 vs_threads = compare_rounds(rounds["ddp"], rounds["threads"])  # "a faster": 2 processes win every round
 vs_one = compare_rounds(rounds["ddp"], rounds["one"])
+WORDS = {"a faster": "faster than", "b faster": "slower than", "about the same": "about as fast as",
+         "can't tell": "neither clearly faster nor slower than"}
 comm_share = two["allreduce_ms"] / ms["ddp"]
 print("ms per global batch, round by round:")
 for k, label in (("ddp", "2 processes x 1 thread"), ("threads", f"1 process x {THREADS} threads"),
                  ("one", "1 process x 1 thread")):
     print(f"  {label:>24}: " + " ".join(f"{x:6.1f}" for x in rounds[k]) + f"   median {ms[k]:.1f}")
-for name, v in (("1 process with threads", vs_threads), ("1 process, 1 thread", vs_one)):
-    print(f"2 processes vs {name}: speed ratio {v['ratio']:.2f}x (rounds {v['low']:.2f}-{v['high']:.2f}x): {v['verdict']}")
+for name, v in ((f"1 process with {THREADS} threads", vs_threads), ("1 process with 1 thread", vs_one)):
+    print(f"2 processes are {WORDS[v['verdict']]} {name}: speed ratio {v['ratio']:.2f}x (rounds "
+          f"{v['low']:.2f}-{v['high']:.2f}x; verdict: {v['verdict']})")
 print(f"all-reduce of the gradient ({two['gradient_bytes']:,} bytes = {two['params']:,} params x 4) alone: "
       f"{two['allreduce_ms']:.2f} ms = {comm_share:.0%} of a 2-process step")
 
 # %%
-WORDS = {"a faster": "faster than", "b faster": "slower than", "about the same": "about as fast as",
-         "can't tell": "neither clearly faster nor slower than"}
 fig, ax = plt.subplots(figsize=(6.5, 3.0))
 names = ["1 process, 1 thread", f"1 process, {THREADS} threads", "2 processes, 1 thread each"]
 keys = ["one", "threads", "ddp"]
@@ -534,6 +537,31 @@ say(f"""
 - **Not shown here:** GPUs, NCCL, several machines; `make gpu-check` runs this module under `torchrun` with
   NCCL on a GPU machine.
 """)
+
+# %% [markdown]
+# ## Appendix: where one process's batch time goes
+#
+# Before adding processes, check that one process spends its time computing. Tutorials feed a
+# model through a `Dataset` whose `__getitem__` builds one sample and a `DataLoader` that
+# collates them: Python runs once per *sample*. `fit` and `mmcourse.distributed` keep the split in
+# tensors and take a batch (or a rank's shard) with one index operation per modality.
+# `mmcourse.throughput.breakdown` times the three parts of one batch of this lesson's model
+# separately — the per-sample loader, batching by index, the training step — in interleaved rounds.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from mmcourse.throughput import breakdown, verdict
+
+X_sub = {k: v[:LIMIT] for k, v in train.inputs.items()}
+parts = breakdown(build_av_model("late"), X_sub, train.labels[:LIMIT], batch_size=BATCH // 2,
+                  max_batches=quick(8, 4), repeats=quick(10, 3), rounds=3)
+gain = verdict(parts["speedup_lo"], parts["speedup_hi"])
+print(f"per batch of {BATCH // 2} (one rank's shard): per-sample loader {parts['loader_ms']:.2f} ms | by index "
+      f"{parts['index_ms']:.3f} ms | training step {parts['step_ms']:.1f} ms")
+print(f"loader + step vs index + step: {parts['speedup']:.2f}x (rounds {parts['speedup_lo']:.2f}-"
+      f"{parts['speedup_hi']:.2f}x): batching by index is "
+      + ({"faster": "faster end to end", "slower": "slower end to end"}.get(gain, "not clearly faster or slower end to end"))
+      + f" for this model; the step is {parts['step_ms'] / (parts['loader_ms'] + parts['step_ms']):.0%} of a loader-fed batch")
 
 # %% [markdown]
 # **Next:** that is the course. The README's "GPU" section says how to run all of it on a GPU
