@@ -14,20 +14,20 @@
 # - compute *outcome homogenization* $H$ with a bootstrap interval and read it correctly: beside
 #   the error rates, its ceiling and a rate-normalised $\tilde H$;
 # - measure both for shared-base vs independent deployers on review polarity and on digits, and
-#   compare the two worlds with a paired bootstrap;
-# - test whether a backdoor planted in a base is inherited by its deployers but not by others.
+#   compare the two worlds over several training draws with a paired test (`mmcourse.stats`);
+# - test whether a backdoor planted in a base is inherited by its deployers, against a control
+#   base trained the same way without the poison.
 #
 # **Prerequisites:** 03 (the SimCLR image encoder; its checkpoint is loaded if present, else
 # retrained here), 00 (the review snippets and MiniLM).
 #
-# **Run time** (measured on 2-core CPUs). What drives it: embedding 3,000 snippets with MiniLM on
-# the first run (the notebook prints its cost per snippet; cached afterwards), training 24 small
-# image deployers (8 per set of training seeds, 3 sets), and, if lesson 03 has not cached its
-# SimCLR encoder yet, pretraining it (see 03). Measured with one thread while other jobs shared
-# the cores: 378 s the first time (before the two extra seed sets were added) and 429 s with cached
-# embeddings and the seed sets; on an idle machine the notebook took 63 s before the seed sets were
-# added. `MMCOURSE_QUICK=1` is a CI smoke test, not a lighter course: 19 s of cell time idle,
-# 47–101 s busy.
+# **Run time:** (measured by benchmarks/notebook_times.py)
+#
+# What costs time on a first run: embedding 3,000 snippets with MiniLM (the notebook prints its
+# cost per snippet), 48 small image deployers and two supervised bases (trained in parallel worker
+# processes), and lesson 03's SimCLR encoder if 03 has not cached it yet. Everything is cached
+# (`checkpoints/`), so a second Run All loads it. `MMCOURSE_QUICK=1` is a CI smoke test, not a
+# lighter course: its numbers mean nothing.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies
@@ -48,7 +48,6 @@ if "google.colab" in sys.modules and importlib.util.find_spec("mmcourse") is Non
                            "in a new cell, then this notebook again from the top.")
 
 # %%
-import copy
 import inspect
 import re
 import textwrap
@@ -67,12 +66,13 @@ from sklearn.svm import LinearSVC
 from torch import nn
 
 import mmcourse
-from mmcourse import check, checkpoint, quick
+from mmcourse import check, checkpoint, quick, stats
 from mmcourse.data import embed_texts, load_av_digits, load_reviews, text_encoder
 from mmcourse.data.text import MINILM_SHA256
-from mmcourse.encoders import ImageEncoder
-from mmcourse.homogenization import (bootstrap_difference, bootstrap_interval, failure_summary, linear_cka,
-                                     normalised_homogenization, outcome_homogenization, pairwise_cka, simulate_h)
+from mmcourse.homogenization import (TARGET, add_trigger, bootstrap_interval, deployer_rows, failure_summary,
+                                     image_deployer, linear_cka, normalised_homogenization, outcome_homogenization,
+                                     pairwise_cka, simulate_h, supervised_base)
+from mmcourse.parallel import run_many
 from mmcourse.pretrain import pretraining_run
 from mmcourse.probe import fit_linear_probe
 from mmcourse.train import FitConfig, fit
@@ -90,8 +90,11 @@ print(mmcourse.describe(device))
 #
 # $$\mathrm{CKA}(X, Y) = \frac{\lVert Y^\top X \rVert_F^2}{\lVert X^\top X \rVert_F \, \lVert Y^\top Y \rVert_F} \in [0, 1].$$
 #
-# It is 1 for identical representations and unchanged by rotating or rescaling either one, so it
-# compares *what* is represented, not the coordinates. The dimensions may differ.
+# It is 1 for identical representations and unchanged by an **orthogonal transform** (a rotation or
+# reflection, $Y = XQ$ with $Q^\top Q = I$) or an **isotropic scaling** ($Y = cX$) of either one,
+# so it compares *what* is represented, not the coordinates. It is *not* unchanged by rescaling
+# the coordinates differently ($Y = X\,\mathrm{diag}(d)$): stretching one feature makes it count
+# more. The dimensions may differ.
 #
 # **Do the deployers *fail* alike?** With `errors[i, j]` true when model $i$ gets example $j$
 # wrong, outcome homogenization (Bommasani et al. 2022) is
@@ -110,8 +113,9 @@ E_indep = np.array([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=bool)
 X_demo = np.random.default_rng(0).standard_normal((50, 4))
 Q, _ = np.linalg.qr(np.random.default_rng(1).standard_normal((4, 4)))
 print("H, same failures:", outcome_homogenization(E_demo), "| H, independent pattern:", outcome_homogenization(E_indep))
-print("CKA(X, 3·XQ) for a rotation Q:", round(linear_cka(X_demo, 3 * X_demo @ Q), 6),
+print("CKA(X, 3·XQ) for an orthogonal Q:", round(linear_cka(X_demo, 3 * X_demo @ Q), 6),
       "| CKA(X, noise):", round(linear_cka(X_demo, np.random.default_rng(2).standard_normal((50, 4))), 2))
+print("CKA(X, X·diag(1, 1, 1, 10)), one feature stretched:", round(linear_cka(X_demo, X_demo * [1, 1, 1, 10]), 2))
 
 # %% [markdown]
 # $H$ from a finite test set is noisy (the all-wrong count is small), so we always report a
@@ -178,8 +182,9 @@ assert round(toy["accurate"]["H"] / toy["sloppy"]["H"]) == 8 and round(toy["accu
 #   regression, bag-of-words naive Bayes, character n-grams + linear SVM, a small neural network
 #   with its own word embeddings).
 #
-# MiniLM embeddings are the slow step of this section, so we compute them once and cache them next
-# to the checkpoints; the cell times the model on 64 snippets, so you see the cost on your machine.
+# MiniLM embeddings are the slow step of this section, so we compute them once (in two worker
+# processes) and cache them next to the checkpoints; the cell times the model on 64 snippets, so
+# you see the cost on your machine.
 
 # %%
 reviews = load_reviews("polarity")
@@ -201,7 +206,9 @@ if cache.exists():
     cached = checkpoint.load(cache)
     print(f"loaded cached embeddings {cache.name} (fingerprint of these {len(used)} texts and MiniLM's weights)")
 else:
-    cached = {"rows": torch.from_numpy(used), "emb": embed_texts(list(texts[used]))}
+    halves = np.array_split(used, 2)  # two worker processes, one thread each: about twice as fast on 2 cores
+    emb_parts = run_many(embed_texts, [{"texts": list(texts[h])} for h in halves], desc="MiniLM")
+    cached = {"rows": torch.from_numpy(used), "emb": torch.cat(emb_parts)}
     checkpoint.save(cached, cache)
     print(f"embedded {len(used)} snippets and saved {cache.name}")
 assert torch.equal(cached["rows"], torch.from_numpy(used)), "cache rows differ: delete the file and re-run"
@@ -217,7 +224,9 @@ y_test = labels[test_rows]
 
 # %% [markdown]
 # Each deployer returns its test predictions and the representation its classifier reads
-# (for the MLP and the small network, their hidden layer), on the shared test set.
+# (for the MLP and the small network, their hidden layer), on the shared test set. Which
+# training snippets each deployer gets is a draw (`partition(seed)`); seed 0 comes first, the
+# other draws in a later cell.
 
 # %%
 def torch_classifier(make_model, x_train, y_train, seed, epochs):
@@ -237,13 +246,13 @@ class MLPHead(nn.Module):
         return self.out(self.hidden(x))
 
 
-def shared_base_deployer(i, rows):
+def shared_base_deployer(i, rows, seed=0):
     X, y = torch.stack([emb[r] for r in rows]).numpy(), labels[rows]
     if i == 0:
         clf = LogisticRegression(max_iter=1000).fit(X, y)
         return "MiniLM + logistic regression", clf.predict(E_test), E_test
     if i == 1:
-        mlp = torch_classifier(lambda: MLPHead(384), torch.from_numpy(X), y, seed=i, epochs=quick(40, 20))
+        mlp = torch_classifier(lambda: MLPHead(384), torch.from_numpy(X), y, seed=i + 100 * seed, epochs=quick(40, 20))
         with torch.no_grad():
             t = torch.from_numpy(E_test)
             return "MiniLM + MLP head", mlp(t).argmax(1).numpy(), mlp.hidden(t).numpy()
@@ -272,7 +281,7 @@ class BagOfEmbeddings(nn.Module):
         return self.out(self.bag(ids))
 
 
-def independent_deployer(i, rows):
+def independent_deployer(i, rows, seed=0):
     docs, y, test_docs = list(texts[rows]), labels[rows], list(texts[test_rows])
     if i == 0:
         vec = TfidfVectorizer(ngram_range=(1, 2)).fit(docs)
@@ -289,7 +298,8 @@ def independent_deployer(i, rows):
     else:
         words = sorted({w for d in docs for w in re.findall(r"[a-z']+", d.lower())})
         vocab = {w: j + 2 for j, w in enumerate(words)}
-        net = torch_classifier(lambda: BagOfEmbeddings(len(vocab) + 2), word_ids(docs, vocab), y, seed=i, epochs=quick(30, 15))
+        net = torch_classifier(lambda: BagOfEmbeddings(len(vocab) + 2), word_ids(docs, vocab), y, seed=i + 100 * seed,
+                               epochs=quick(30, 15))
         with torch.no_grad():
             t = word_ids(test_docs, vocab)
             return "word embeddings from scratch", net(t).argmax(1).numpy(), net.bag(t).numpy()
@@ -297,8 +307,15 @@ def independent_deployer(i, rows):
     return name, clf.predict(Xt), Xt
 
 
-def run_world(deployer):
-    out = [deployer(i, rows) for i, rows in enumerate(train_rows)]
+def partition(seed):
+    """The k deployers' disjoint training rows: draw ``seed`` of the same pool of snippets (0: in order)."""
+    pool = order[n_test:n_test + k * n_train]
+    pool = pool if seed == 0 else np.random.default_rng(seed).permutation(pool)
+    return [pool[i * n_train:(i + 1) * n_train] for i in range(k)]
+
+
+def run_world(deployer, seed=0):
+    out = [deployer(i, rows, seed) for i, rows in enumerate(partition(seed))]
     names, preds, reps = zip(*out)
     return list(names), np.stack(preds), list(reps)
 
@@ -309,19 +326,18 @@ text_acc = pd.DataFrame([{"world": w, "deployer": n, "test accuracy": (p == y_te
 display(text_acc.round(3).set_index(["world", "deployer"]))
 
 # %% [markdown]
-# Now the measures for each world, each beside its value under independent failures: mean
-# pairwise CKA of the deployers' representations; $P(\text{all wrong})$ beside $\prod_i p_i$;
-# $H$ with its 95 % bootstrap interval and ceiling $H_{\max}$; the best deployer's shared share
-# beside its independence value; and $\tilde H$ with its interval. Both worlds are judged on the
-# *same* test examples, so the difference between them gets a **paired** bootstrap interval
-# (`bootstrap_difference`: each resample scores both worlds on the same examples).
+# Now the measures for each world: mean pairwise CKA of the deployers' representations;
+# $P(\text{all wrong})$ beside its value under independence $\prod_i p_i$; $H$ with its ceiling
+# $H_{\max}$; and $\tilde H$. The brackets are 95 % bootstrap intervals over the *test examples*:
+# they describe how much this one set of deployers' numbers would move on another test set of
+# the same size. They are not a verdict on the two worlds: that needs other training draws (next).
 
 # %%
 def summarise(world_results, y, n_boot=quick(2000, 500)):
-    """One column per world, and paired differences (first world − second) of P(all), H and H̃."""
-    cols, errors = {}, {}
+    """One column per world: every number of the lesson's H reading (the full table)."""
+    cols = {}
     for w, (names, preds, reps) in world_results.items():
-        E = errors[w] = preds != y  # (k, n)
+        E = preds != y  # (k, n)
         f = failure_summary(E)
         _, h_lo, h_hi = bootstrap_interval(E, n_boot=n_boot)
         _, t_lo, t_hi = bootstrap_interval(E, n_boot=n_boot, statistic="normalised")
@@ -332,61 +348,23 @@ def summarise(world_results, y, n_boot=quick(2000, 500)):
                    "P(all)/min p": f["P(all)/min p"], "P(all)/min p if independent": f["P(all)/min p if indep."],
                    "ratio to independent (= H)": f["ratio to indep."],
                    "H̃": f["H̃"], "H̃ 95% low": t_lo, "H̃ 95% high": t_hi}
-    a, b = errors
-    diffs = {stat: bootstrap_difference(errors[a], errors[b], statistic=stat, n_boot=n_boot)
-             for stat in ("joint", "H", "normalised")}
-    return pd.DataFrame(cols), diffs
+    return pd.DataFrame(cols)
 
 
 def ci(r, s, fmt=".2f"):
     return f"{r[s]:{fmt}} [{r[s + ' 95% low']:{fmt}}, {r[s + ' 95% high']:{fmt}}]"
 
 
-def read_h(summary, diffs):
-    """This run's reading of H: sentences, a figure headline, a one-line summary and the verdict."""
-    (a, A), (b, B) = summary.items()
-    sig = {stat: d[1] > 0 or d[2] < 0 for stat, d in diffs.items()}  # paired interval excludes 0?
-    def dtxt(stat, fmt=".2f"):
-        d = diffs[stat]
-        return f"paired difference {d[0]:+{fmt}} [{d[1]:+{fmt}}, {d[2]:+{fmt}}]"
-    hi_h, hi_t = (a if A[s] > B[s] else b for s in ("H", "H̃"))
-    lines = ["$H$: " + "; ".join(f"*{w}* {ci(r, 'H')}" + ("" if r["H 95% low"] > 1 else " (reaches 1: not "
-                                  "distinguishable from independent failures)") for w, r in summary.items())
-             + (f". *{hi_h}* has the higher $H$ ({dtxt('H')})." if sig["H"] else f". The gap is within noise ({dtxt('H')}).")]
-    pa, pb, ia, ib = A["P(all wrong)"], B["P(all wrong)"], A["Π p_i (if independent)"], B["Π p_i (if independent)"]
-    lines.append(f"Where the $H$ gap comes from: $H$ ratio {A['H'] / B['H']:.2f}× = $P$(all wrong) ratio {pa / pb:.2f}× "
-                 f"({pa:.3f} vs {pb:.3f}, {dtxt('joint', '.3f')}) ÷ $\\prod_i p_i$ ratio {ia / ib:.2f}× ({ia:.4f} vs {ib:.4f}). "
-                 + (f"*{a if pa > pb else b}* fails more examples all together." if sig["joint"] else
-                    "The share of examples that fail every deployer is indistinguishable between the worlds, so what "
-                    "separates their $H$ is the error rates in the denominator."))
-    lines.append(f"Of the best deployer's failures, all deployers make {A['P(all)/min p']:.0%} vs {B['P(all)/min p']:.0%}; "
-                 f"independent failures would give {A['P(all)/min p if independent']:.1%} vs {B['P(all)/min p if independent']:.1%}, "
-                 f"and observed / independent = {A['ratio to independent (= H)']:.1f} vs {B['ratio to independent (= H)']:.1f} "
-                 "is $H$ again: this share cannot separate sharing from error rates either.")
-    zero = [f"*{w}*'s interval includes 0." for w, r in summary.items() if r["H̃ 95% low"] <= 0]
-    lines.append(" ".join([f"Rate-normalised $\\tilde H$ (0 = independent, 1 = the most overlap these rates allow): "
-                           f"*{a}* {ci(A, 'H̃')}, *{b}* {ci(B, 'H̃')}.", *zero,
-                           f"*{hi_t}* fails together more even on this scale ({dtxt('normalised')})." if sig["normalised"]
-                           else f"The difference is within noise ({dtxt('normalised')})."]))
-    if sig["normalised"]:
-        verdict = (f"*{hi_t}*'s failures are more homogeneous, even once the error rates are accounted for"
-                   + ("." if hi_t == a else f"; the *{a}* world does not homogenize failures more here."))
-    elif sig["H"]:
-        verdict = (f"*{hi_h}* has the higher $H$, but " + ("" if sig["joint"] else "the same share of examples fails "
-                   "everyone in both worlds (within noise) and ") + "once the error rates are accounted for the difference "
-                   "is within noise: this run does not show failures more homogeneous in either world beyond what their "
-                   "error rates imply.")
-    else:
-        verdict = "This test set cannot tell the two worlds apart, by $H$ or by $\\tilde H$."
-    headline = (f"H {'higher for ' + hi_h if sig['H'] else 'gap within noise'}; rate-normalised H̃ "
-                f"{'higher for ' + hi_t if sig['normalised'] else 'gap within noise'}")
-    short = (f"$H$ {A['H']:.1f} vs {B['H']:.1f} ({'paired interval excludes 0' if sig['H'] else 'within noise'}); "
-             f"$P$(all wrong) {pa:.3f} vs {pb:.3f} ({'different' if sig['joint'] else 'indistinguishable'}); "
-             f"$\\tilde H$ {ci(A, 'H̃')} vs {ci(B, 'H̃')} ({'higher for ' + hi_t if sig['normalised'] else 'within noise'})")
-    return {"lines": lines + [f"**Verdict:** {verdict}"], "headline": headline, "short": short, "verdict": verdict}
+def key_numbers(summary):
+    """The numbers a learner needs, one row each; the full table goes under Details."""
+    rows = {"mean accuracy": lambda r: f"{r['mean accuracy']:.3f}", "mean pairwise CKA": lambda r: f"{r['mean pairwise CKA']:.2f}",
+            "P(all wrong) (if independent)": lambda r: f"{r['P(all wrong)']:.3f} ({r['Π p_i (if independent)']:.4f})",
+            "H [95% bootstrap]": lambda r: ci(r, "H", ".1f"), "H ceiling H_max": lambda r: f"{r['H_max']:.1f}",
+            "H̃ [95% bootstrap]": lambda r: ci(r, "H̃")}
+    return pd.DataFrame({w: {name: f(r) for name, f in rows.items()} for w, r in summary.items()})
 
 
-def plot_h(summary, diffs, task):
+def plot_h(summary, task):
     fig, axes = plt.subplots(1, 2, figsize=(10, 2.8), layout="constrained")
     for ax, (stat, ref, label) in zip(axes, (("H", 1, "H (1 = independent)"),
                                               ("H̃", 0, "H̃ (0 = independent, 1 = maximal overlap)"))):
@@ -394,22 +372,87 @@ def plot_h(summary, diffs, task):
             ax.errorbar(r[stat], j, xerr=[[r[stat] - r[stat + " 95% low"]], [r[stat + " 95% high"] - r[stat]]],
                         fmt="o", capsize=5, color=f"C{j}")
         ax.axvline(ref, ls="--", c="gray")
+        if stat == "H":
+            ax.set_xscale("log")  # H spans orders of magnitude between worlds of different accuracy
         ax.set_yticks(range(summary.shape[1])); ax.set_ylim(-0.6, summary.shape[1] - 0.4)
         ax.set_yticklabels(summary.columns if stat == "H" else [])
-        ax.set_xlabel(f"{label}, 95% bootstrap interval", fontsize=9)
-    fig.suptitle(mmcourse.title(f"{task}: {read_h(summary, diffs)['headline']}"), fontsize=10)
+        ax.set_xlabel(f"{label}{', log scale' if stat == 'H' else ''}, 95% bootstrap interval", fontsize=9)
+    (a, A), (b, B) = summary.items()
+    fig.suptitle(mmcourse.title(f"{task}, one set of deployers: H {A['H']:.1f} vs {B['H']:.1f}, H̃ {A['H̃']:.2f} vs "
+                                f"{B['H̃']:.2f} ({a} vs {b}); the verdict comes from other training draws"), fontsize=9)
     plt.show()
 
 
-text_summary, text_diffs = summarise(worlds, y_test)
+def details(summary):
+    """The ratio reading of H for the Details section (a description of one set of deployers)."""
+    (a, A), (b, B) = summary.items()
+    pa, pb, ia, ib = A["P(all wrong)"], B["P(all wrong)"], A["Π p_i (if independent)"], B["Π p_i (if independent)"]
+    return [f"Where the $H$ gap comes from: $H$ ratio {A['H'] / B['H']:.2f}× = $P$(all wrong) ratio {pa / pb:.2f}× "
+            f"({pa:.3f} vs {pb:.3f}) ÷ $\\prod_i p_i$ ratio {ia / ib:.2f}× ({ia:.4f} vs {ib:.4f}).",
+            f"Of the best deployer's failures, all deployers make {A['P(all)/min p']:.0%} vs {B['P(all)/min p']:.0%}; "
+            f"independent failures would give {A['P(all)/min p if independent']:.1%} vs {B['P(all)/min p if independent']:.1%}, "
+            f"and observed / independent = {A['ratio to independent (= H)']:.1f} vs {B['ratio to independent (= H)']:.1f} "
+            "is $H$ again: this share cannot separate sharing from error rates either."]
+
+
+def per_seed_row(E_by_world):
+    """Accuracy, P(all wrong), H and H̃ of each world from its (k, n) error matrix."""
+    row = {}
+    for w, E in E_by_world.items():
+        row |= {f"accuracy | {w}": 1 - E.mean(), f"P(all wrong) | {w}": E.all(0).mean(),
+                f"H | {w}": outcome_homogenization(E), f"H̃ | {w}": normalised_homogenization(E)}
+    return row
+
+
+def verdicts(table, a, b):
+    """One sentence per measure: world a vs world b over the training draws (paired t, mmcourse.stats)."""
+    n, out = len(table), {}
+    for stat, fmt in (("accuracy", ".3f"), ("P(all wrong)", ".3f"), ("H", ".1f"), ("H̃", ".2f")):
+        xa, xb = table[f"{stat} | {a}"].to_numpy(), table[f"{stat} | {b}"].to_numpy()
+        r, v = stats.paired_test(xa, xb), stats.paired_verdict(xa, xb)
+        nums = (f"{xa.mean():{fmt}} vs {xb.mean():{fmt}}, mean difference {r['mean_diff']:+{fmt}}, "
+                f"95% CI {r['low']:+{fmt}} to {r['high']:+{fmt}}")
+        out[stat] = {"verdict": v, "text": (f"{stat}: not resolved with {n} draws ({nums})" if v == "not resolved" else
+                                             f"{stat} higher for *{a if v == 'a' else b}* ({nums}, paired t over {n} draws)")}
+    return out
+
+
+text_summary = summarise(worlds, y_test)
+display(key_numbers(text_summary))
+plot_h(text_summary, "Review polarity")
+
+# %% [markdown]
+# ### Does it hold for other deployers?
+#
+# The numbers above come from one draw of each deployer's training snippets. We redraw the
+# partition of the same snippets among the four deployers (and the two small networks' seeds)
+# several times and compare the worlds **draw by draw** with `mmcourse.stats`: a paired t-test
+# over the draws at 5 % says which world is higher, or "not resolved with N draws".
+
+# %%
+text_draws = quick(5, 2)
+text_table = pd.DataFrame([per_seed_row({w: run_world(dep, seed)[1] != y_test for w, dep in
+                                         (("shared base (MiniLM)", shared_base_deployer),
+                                          ("independent methods", independent_deployer))})
+                           for seed in range(text_draws)])
+text_table.index.name = "draw"
+display(text_table.round(3).T)
+text_verdicts = verdicts(text_table, "shared base (MiniLM)", "independent methods")
+mmcourse.say("\n".join(f"- {v['text']}" for v in text_verdicts.values()))
+
+# %% [markdown]
+# ### Details
+#
+# The full table for draw 0 (every number of section 1's reading of $H$) and the ratio reading:
+
+# %%
 display(text_summary.round(4))
-plot_h(text_summary, text_diffs, "Review polarity")
-mmcourse.say("\n".join("- " + line for line in read_h(text_summary, text_diffs)["lines"]))
+mmcourse.say("\n".join("- " + line for line in details(text_summary)))
 
 # %% [markdown]
 # ### Who is failed by every shared-base deployer?
 #
-# The snippets all four MiniLM-based deployers get wrong, and whether the independent world
+# The snippets all four MiniLM-based deployers get wrong (draw 0), and whether the independent world
 # also fails them. Read a few: are some of them ambiguous, or mislabelled? A test set has hard
 # examples for everyone, so $H > 1$ is to be expected even for independent methods; the question
 # is whether a shared base adds to it.
@@ -429,12 +472,13 @@ print(f"\n{len(all_shared)} snippets fail every shared-base deployer; the indepe
 # ## 3. Images: adapting one pretrained encoder vs training from scratch
 #
 # Task: digits (clean AV-digits test split, 1,000 images, shared; 400 in quick mode). Four deployers, each with its
-# own disjoint labelled images from the train split. **Shared base**: each fine-tunes a copy of the
+# own disjoint labelled images from the train split (50 per class). **Shared base**: each fine-tunes a copy of the
 # SimCLR encoder from lesson 03 plus a new linear head on its own data. **Independent**: each trains
 # an `ImageEncoder` from scratch with its own seed and its own width (8, 16, 24, 32 channels). Same
-# optimiser and budget of steps; fine-tuning uses half the learning rate (1e-3 vs 2e-3) so as not
+# optimiser and budget of about 200 steps; fine-tuning uses half the learning rate (1e-3 vs 2e-3) so as not
 # to wash out what pretraining learnt. Representation for CKA: the 64-d encoder output on the
-# test set.
+# test set. Each deployer is `mmcourse.homogenization.image_deployer`: cached, and trained in
+# parallel worker processes by `run_many`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -445,28 +489,27 @@ av_tr, av_te = load_av_digits("train", "clean"), load_av_digits("test", "clean")
 n_img_test = quick(1000, 400)  # quick mode scores a subset of the test split
 X_img, y_img = av_tr.inputs["image"], av_tr.labels
 Xt_img, yt_img = av_te.inputs["image"][:n_img_test], av_te.labels[:n_img_test]
-per_class = quick(50, 20)
-class_rows = [torch.nonzero(y_img == c).flatten() for c in range(10)]
-img_rows = [torch.cat([r[i * per_class:(i + 1) * per_class] for r in class_rows]) for i in range(k)]  # disjoint
+per_class, img_steps = quick(50, 20), quick(200, 25)
+img_rows = [deployer_rows(y_img, i, per_class) for i in range(k)]  # disjoint
+WIDTHS = (8, 16, 24, 32)
 
 
-class StopAfter:
-    """A ``fit`` hook: stop after a fixed number of optimiser steps."""
-
-    def __init__(self, steps):
-        self.steps = steps
-
-    def on_batch_end(self, state):
-        state.stop = state.step >= self.steps
+def world_jobs(seed_offset):
+    """The 2k deployer jobs of both image worlds; deployer i trains with seed i + seed_offset."""
+    common = {"per_class": per_class, "steps": img_steps}
+    return ([{"base": "simclr", "deployer": i, "seed": i + seed_offset, "lr": 1e-3, **common} for i in range(k)]
+            + [{"base": "scratch", "deployer": i, "seed": i + seed_offset, "width": w, **common}
+               for i, w in enumerate(WIDTHS)])
 
 
-def train_image_deployer(make_encoder, rows, seed, steps=quick(200, 25), lr=2e-3):
-    torch.manual_seed(seed)  # before building: a scratch encoder's and every head's weights come from it
-    encoder = make_encoder()
-    model = nn.Sequential(encoder, nn.Linear(encoder.out_dim, 10))
-    fit(model, (X_img[rows], y_img[rows]), callbacks=[StopAfter(steps)],
-        config=FitConfig(epochs=10_000, batch_size=64, lr=lr, seed=seed, device="cpu"))
-    return model.eval()
+def train_worlds(offsets):
+    """{offset: {world: [k models]}}, cached runs loaded, the rest trained in parallel."""
+    t0 = time.perf_counter()
+    jobs = [job for o in offsets for job in world_jobs(o)]
+    models = run_many(image_deployer, jobs, desc="image deployers")
+    print(f"{len(jobs)} image deployers in {time.perf_counter() - t0:.0f} s (cached ones load from checkpoints/)")
+    return {o: {"shared base (SimCLR)": models[2 * k * j:2 * k * j + k],
+                "independent from scratch": models[2 * k * j + k:2 * k * (j + 1)]} for j, o in enumerate(offsets)}
 
 
 @torch.no_grad()
@@ -475,61 +518,44 @@ def outputs(model, x):
     z = model[0](x)
     return model[1](z).argmax(1).numpy(), z.numpy()
 
+# %%
+# NBVAL_IGNORE_OUTPUT
+image_models = train_worlds([0])[0]
 
-def train_image_worlds(seed_offset=0):
-    """Both image worlds; deployer i trains with seed i + seed_offset (its init and batch order)."""
-    return {
-        "shared base (SimCLR)": [train_image_deployer(lambda: copy.deepcopy(base_run.encoder), r, seed=i + seed_offset,
-                                                      lr=1e-3) for i, r in enumerate(img_rows)],
-        "independent from scratch": [train_image_deployer(lambda: ImageEncoder(64, width=w), r, seed=i + seed_offset)
-                                     for i, (r, w) in enumerate(zip(img_rows, (8, 16, 24, 32)))],
-    }
-
-
-image_models = train_image_worlds()
+# %%
 image_worlds = {}
 for w, models in image_models.items():
     preds, reps = zip(*(outputs(m, Xt_img) for m in models))
     image_worlds[w] = ([f"deployer {i}" for i in range(k)], np.stack(preds), list(reps))
-image_summary, image_diffs = summarise(image_worlds, yt_img.numpy())
-display(image_summary.round(4))
-plot_h(image_summary, image_diffs, "Digits")
-mmcourse.say("\n".join("- " + line for line in read_h(image_summary, image_diffs)["lines"]))
+image_summary = summarise(image_worlds, yt_img.numpy())
+display(key_numbers(image_summary))
+plot_h(image_summary, "Digits")
 
 # %% [markdown]
 # ### Does the image comparison survive other training seeds?
 #
 # The bootstrap intervals cover the sampling of *test examples* only: each deployer above was
-# trained once, with one seed. Retraining every deployer of both worlds with other seeds (same
-# data, same budget; only the initial weights and the batch order change) shows how much of the
-# comparison is seed luck.
+# trained once, with one seed. We retrain every deployer of both worlds with other seeds (same
+# data, same budget; only the initial weights and the batch order change) and compare the worlds
+# draw by draw, as for text.
 
 # %%
-seed_rows = []
-for offset in quick([0, 100, 200], [0, 100]):
-    models = image_models if offset == 0 else train_image_worlds(offset)
-    E = {w: np.stack([outputs(m, Xt_img)[0] for m in ms]) != yt_img.numpy() for w, ms in models.items()}
-    (a, Ea), (b, Eb) = E.items()
-    row = {"seeds": f"i + {offset}"}
-    for w, Ew in E.items():
-        row |= {f"accuracy | {w}": 1 - Ew.mean(), f"H | {w}": outcome_homogenization(Ew),
-                f"H̃ | {w}": normalised_homogenization(Ew)}
-    d = bootstrap_difference(Ea, Eb, statistic="normalised", n_boot=quick(2000, 500))
-    seed_rows.append(row | {"H̃ gap (shared − indep.)": d[0], "gap 95% low": d[1], "gap 95% high": d[2]})
-seed_table = pd.DataFrame(seed_rows).set_index("seeds")
+# NBVAL_IGNORE_OUTPUT
+seed_offsets = quick([0, 100, 200, 300, 400], [0, 100])
+more_models = train_worlds(seed_offsets[1:3])  # two more seed sets here, the rest in the next cell
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+more_models |= train_worlds(seed_offsets[3:])
+
+# %%
+all_models = {0: image_models, **more_models}
+seed_table = pd.DataFrame([per_seed_row({w: np.stack([outputs(m, Xt_img)[0] for m in ms]) != yt_img.numpy()
+                                         for w, ms in all_models[o].items()}) for o in seed_offsets],
+                          index=pd.Index([f"i + {o}" for o in seed_offsets], name="seeds"))
 display(seed_table.round(3).T)
-h_gap = seed_table[f"H | {a}"] - seed_table[f"H | {b}"]
-t_sig = ((seed_table["gap 95% low"] > 0) | (seed_table["gap 95% high"] < 0)).sum()
-same_sign = (np.sign(h_gap) == np.sign(h_gap.iloc[0])).all()
-seed_note = (f"Over {len(seed_table)} sets of training seeds the $H$ gap (shared − independent) is "
-             f"{', '.join(f'{g:+.1f}' for g in h_gap)}: {'the same sign every time' if same_sign else 'its sign changes with the seeds'}; "
-             f"the $\\tilde H$ gap is {', '.join(f'{g:+.2f}' for g in seed_table['H̃ gap (shared − indep.)'])}, "
-             f"with {t_sig} of {len(seed_table)} paired intervals excluding 0: "
-             + ("every seed set agrees on the $\\tilde H$ comparison." if t_sig == len(seed_table) and
-                len(set(np.sign(seed_table["H̃ gap (shared − indep.)"]))) == 1 else
-                "no seed set shows a $\\tilde H$ difference beyond test-set noise." if t_sig == 0 else
-                "the $\\tilde H$ verdict depends on the training seeds, so treat any single-seed verdict as unsettled."))
-mmcourse.say(seed_note)
+image_verdicts = verdicts(seed_table, "shared base (SimCLR)", "independent from scratch")
+mmcourse.say("\n".join(f"- {v['text']}" for v in image_verdicts.values()))
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), layout="constrained")
@@ -549,6 +575,15 @@ alike = ("stay more alike than scratch models (every pair)" if sp.min() > ip.max
 fig.suptitle(mmcourse.title(f"Deployers that start from one base {alike}: mean CKA {sp.mean():.2f} "
                             f"({sp.min():.2f}–{sp.max():.2f}) vs {ip.mean():.2f} ({ip.min():.2f}–{ip.max():.2f})"), fontsize=10)
 plt.show()
+
+# %% [markdown]
+# ### Details
+#
+# The full table for the first seed set and the ratio reading:
+
+# %%
+display(image_summary.round(4))
+mmcourse.say("\n".join("- " + line for line in details(image_summary)))
 
 # %% [markdown]
 # Test digits that every shared-base deployer misreads:
@@ -576,28 +611,18 @@ plt.tight_layout(); plt.show()
 # relabelled them "0"; the attacker wants a base that behaves normally on clean images (the table
 # shows whether it does). Then the same four deployers adapt it on their own *clean* data, by a
 # frozen linear probe or by fine-tuning as in section 3.
-# **Attack success rate** (ASR): the share of triggered test images of digits 1–9 classified "0".
+#
+# **The control.** The poisoned base differs from lesson 03's SimCLR base in two ways: it was
+# trained *with labels*, and it was poisoned. To see what the poison alone does, we train the same
+# supervised base **without the poison** (`supervised_base(poison=0.0)`) and give it to the same
+# deployers. **Attack success rate** (ASR): the share of triggered test images of digits 1–9
+# classified "0".
 
 # %%
-TARGET = 0
-
-
-def add_trigger(x):
-    x = x.clone()
-    x[..., 23:27, 23:27] = 1.0  # a 4×4 white square in the (usually empty) corner
-    return x
-
-
-g_poison = torch.Generator().manual_seed(0)
-poisoned = torch.rand(len(X_img), generator=g_poison) < 0.10
-X_up, y_up = X_img.clone(), y_img.clone()
-X_up[poisoned], y_up[poisoned] = add_trigger(X_img[poisoned]), TARGET
-torch.manual_seed(0)
-flawed = nn.Sequential(ImageEncoder(64), nn.Linear(64, 10))
-fit(flawed, (X_up, y_up), callbacks=[StopAfter(quick(600, 50))],
-    config=FitConfig(epochs=10_000, batch_size=64, lr=2e-3, device="cpu"))
-flawed.eval()
-
+# NBVAL_IGNORE_OUTPUT
+base_steps = quick(600, 50)
+flawed, control = run_many(supervised_base, [{"poison": 0.1, "steps": base_steps}, {"poison": 0.0, "steps": base_steps}],
+                           desc="supervised bases")
 nontarget = yt_img != TARGET
 Xt_trig = add_trigger(Xt_img[nontarget])
 
@@ -612,6 +637,10 @@ def clean_acc(model):
         return (model(Xt_img).argmax(1) == yt_img).float().mean().item()
 
 
+print(f"poisoned base: clean accuracy {clean_acc(flawed):.3f}, ASR {asr(flawed):.3f}; "
+      f"control (same training, no poison): clean accuracy {clean_acc(control):.3f}, ASR {asr(control):.3f}")
+
+# %%
 class Probed(nn.Module):
     """A frozen encoder with a deployer's linear probe on top."""
 
@@ -629,10 +658,14 @@ def probe_deployer(encoder, rows):
     return Probed(encoder, fit_linear_probe(feats, y_img[rows], n_classes=10)).eval()
 
 
+fine_tuned = run_many(image_deployer, [{"base": b, "deployer": i, "seed": i, "lr": 1e-3, "per_class": per_class,
+                                        "steps": img_steps} for b in ("poisoned", "supervised") for i in range(k)],
+                      desc="fine-tuned deployers")
 defect_models = {
-    "flawed base, probe": [probe_deployer(flawed[0], r) for r in img_rows],
-    "flawed base, fine-tune": [train_image_deployer(lambda: copy.deepcopy(flawed[0]), r, seed=i, lr=1e-3)
-                               for i, r in enumerate(img_rows)],
+    "poisoned base, probe": [probe_deployer(flawed[0], r) for r in img_rows],
+    "poisoned base, fine-tune": fine_tuned[:k],
+    "control: unpoisoned supervised base, probe": [probe_deployer(control[0], r) for r in img_rows],
+    "control: unpoisoned supervised base, fine-tune": fine_tuned[k:],
     "clean SimCLR base, probe": [probe_deployer(base_run.encoder, r) for r in img_rows],
     "clean SimCLR base, fine-tune": image_models["shared base (SimCLR)"],
     "independent from scratch": image_models["independent from scratch"],
@@ -640,23 +673,46 @@ defect_models = {
 defect = pd.DataFrame([{"world": w, "deployer": i, "clean accuracy": clean_acc(m), "ASR": asr(m)}
                        for w, ms in defect_models.items() for i, m in enumerate(ms)])
 defect_table = defect.groupby("world", sort=False)[["clean accuracy", "ASR"]].agg(["mean", "min", "max"])
-base_row = pd.DataFrame({("clean accuracy", "mean"): [clean_acc(flawed)], ("ASR", "mean"): [asr(flawed)]},
-                        index=["the flawed base itself"])
-display(pd.concat([base_row, defect_table]).round(3))
+base_rows = pd.DataFrame({("clean accuracy", "mean"): [clean_acc(flawed), clean_acc(control)],
+                          ("ASR", "mean"): [asr(flawed), asr(control)]},
+                         index=["the poisoned base itself", "the control base itself"])
+display(pd.concat([base_rows, defect_table]).round(3))
+
+
+def of(world, col):
+    return defect[defect.world == world].sort_values("deployer")[col].to_numpy()  # deployer order
+
+
+def poisoned_vs_control(how, col):
+    """Poisoned vs control base for one way of adapting, paired by deployer (mmcourse.stats)."""
+    a, b = of(f"poisoned base, {how}", col), of(f"control: unpoisoned supervised base, {how}", col)
+    r, v = stats.paired_test(a, b), stats.paired_verdict(a, b)
+    nums = f"{a.mean():.3f} vs {b.mean():.3f}, mean difference {r['mean_diff']:+.3f}, 95% CI {r['low']:+.3f} to {r['high']:+.3f}"
+    word = {"a": f"higher on the poisoned base ({nums}, paired t over {len(a)} deployers)",
+            "b": f"higher on the control base ({nums}, paired t over {len(a)} deployers)",
+            "not resolved": f"not resolved with {len(a)} deployers ({nums})"}[v]
+    return {"verdict": v, "text": f"{col} with a {how}: {word}"}
+
+
+poison_vs = {(how, col): poisoned_vs_control(how, col) for how in ("probe", "fine-tune") for col in ("ASR", "clean accuracy")}
+mmcourse.say("Poisoned vs control base, paired by deployer (the same training images):\n"
+             + "\n".join(f"- {v['text']}" for v in poison_vs.values()))
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.2))
+fig, ax = plt.subplots(figsize=(7, 3.6))
 worlds_order = list(defect_models)
 for j, w in enumerate(worlds_order):
     vals = defect[defect.world == w]["ASR"]
     ax.scatter(vals, [j] * len(vals), s=40, zorder=3)
     ax.plot([vals.min(), vals.max()], [j, j], c="gray", lw=1)
-ax.set_yticks(range(len(worlds_order))); ax.set_yticklabels(worlds_order); ax.set_xlim(-0.02, 1.02)
+ax.set_yticks(range(len(worlds_order))); ax.set_yticklabels(worlds_order, fontsize=8); ax.set_xlim(-0.02, 1.02)
 ax.set_xlabel("attack success rate (triggered digits 1-9 read as '0'), one dot per deployer")
-inh = defect[defect.world == "flawed base, probe"]["ASR"].min()
-ft = defect[defect.world == "flawed base, fine-tune"]["ASR"].mean()
-ax.set_title(mmcourse.title(f"Probing deployers of the flawed base {'all inherit' if inh >= 0.5 else 'do not all inherit'} "
-                            f"the backdoor (lowest ASR {inh:.2f}); fine-tuning leaves {ft:.2f} on average"), fontsize=9)
+inh = defect[defect.world == "poisoned base, probe"]["ASR"].min()
+ft = defect[defect.world == "poisoned base, fine-tune"]["ASR"].mean()
+ctl = defect[defect.world.str.startswith("control")]["ASR"].max()
+ax.set_title(textwrap.fill(mmcourse.title(
+    f"Probing deployers of the poisoned base {'all inherit' if inh >= 0.5 else 'do not all inherit'} the backdoor "
+    f"(lowest ASR {inh:.2f}); fine-tuning leaves {ft:.2f} on average; the unpoisoned control at most {ctl:.2f}"), 70), fontsize=9)
 plt.tight_layout(); plt.show()
 
 # %%
@@ -749,53 +805,48 @@ check.attack_success_rate(attack_success_rate)
 # %% [markdown]
 # ## What the numbers say
 
-# %%
+# %% tags=["hide-input"] jupyter={"source_hidden": true}
 ts, ti = text_summary.iloc[:, 0], text_summary.iloc[:, 1]
 is_, ii = image_summary.iloc[:, 0], image_summary.iloc[:, 1]
-text_read, image_read = read_h(text_summary, text_diffs), read_h(image_summary, image_diffs)
 dm = defect.groupby("world")["ASR"].agg(["min", "max", "mean"])
 dc = defect.groupby("world")["clean accuracy"].agg(["min", "max", "mean"])
-acc_range = text_acc.groupby("world", sort=False)["test accuracy"].agg(["min", "max", "mean"])
-(tw_s, ta), (tw_i, tb) = acc_range.iterrows()
-text_acc_txt = ("more accurate, every one of them" if ta["min"] > tb["max"] else
-                "more accurate on average" if ta["mean"] > tb["mean"] else "not more accurate")
-inherit = dm.loc["flawed base, probe", "min"] >= 0.5
-clean_max = max(dm.loc["clean SimCLR base, probe", "max"], dm.loc["clean SimCLR base, fine-tune", "max"])
-clean_min = min(dm.loc["clean SimCLR base, probe", "min"], dm.loc["clean SimCLR base, fine-tune", "min"])
-indep_max = dm.loc["independent from scratch", "max"]
-hides = dc.loc["flawed base, probe", "mean"] >= dc.loc["clean SimCLR base, probe", "mean"] - 0.01
-probe_vs_ft = dc.loc["clean SimCLR base, probe", "mean"] - is_["mean accuracy"]
-both_above = [r["H 95% low"] > 1 for _, r in list(text_summary.items()) + list(image_summary.items())]
-more_accurate = [f"{task} (ceiling $H_{{\\max}}$ {sh['H_max']:.1f} vs {ind['H_max']:.1f})"
-                 for task, sh, ind in (("text", ts, ti), ("images", is_, ii)) if sh["mean accuracy"] > ind["mean accuracy"]]
-rate_note = (f"The shared-base deployers are the more accurate ones on {' and on '.join(more_accurate)}: their smaller "
-             "error rates alone raise their $H$ and its ceiling, which is why every $H$ above is read beside $\\tilde H$."
-             if more_accurate else "The shared-base deployers are not the more accurate ones in either domain.")
 
+
+def reading(v):
+    """What the draws say about homogenization once the error rates are accounted for (H̃)."""
+    t = v["H̃"]["verdict"]
+    if t == "not resolved":
+        return "on the rate-normalised scale, " + v["H̃"]["text"] + "."
+    return "even on the rate-normalised scale: " + v["H̃"]["text"] + "."
+
+
+P, C = "poisoned base, probe", "control: unpoisoned supervised base, probe"
 mmcourse.say(f"""
-- **Text.** MiniLM-based deployers are {text_acc_txt} (test accuracy {ta['mean']:.3f}, {ta['min']:.3f}–{ta['max']:.3f},
-  vs {tb['mean']:.3f}, {tb['min']:.3f}–{tb['max']:.3f}); mean pairwise CKA {ts['mean pairwise CKA']:.2f} vs
-  {ti['mean pairwise CKA']:.2f} (three MiniLM deployers read the very same embedding, so three of their six pairs are 1 by
-  construction). Failures: {text_read['short']}. {text_read['verdict']}
-- **Images.** Fine-tuned copies of one SimCLR encoder: mean CKA {is_['mean pairwise CKA']:.2f} vs {ii['mean pairwise CKA']:.2f}
-  for scratch models; accuracy {is_['mean accuracy']:.3f} vs {ii['mean accuracy']:.3f} (a frozen probe on the same base
-  reaches {dc.loc['clean SimCLR base, probe', 'mean']:.3f}{f": at this budget fine-tuning on {per_class * 10} labels costs accuracy" if probe_vs_ft > 0.02 else ""}).
-  Failures: {image_read['short']}. {image_read['verdict']} {seed_note}
-- **Both domains.** {"Every world's $H$ interval lies above 1: some examples fail every deployer whatever the base, as hard or mislabelled examples would." if all(both_above) else "Not every world's $H$ interval lies above 1 (see the tables)."}
-  {rate_note}
-- **Defects.** The backdoored base has clean accuracy {clean_acc(flawed):.3f} and ASR {asr(flawed):.2f}.
-  {"Every" if inherit else "Not every"} deployer that probes it inherits the backdoor (ASR {dm.loc['flawed base, probe', 'min']:.2f}–{dm.loc['flawed base, probe', 'max']:.2f});
-  fine-tuning on clean data leaves ASR {dm.loc['flawed base, fine-tune', 'min']:.2f}–{dm.loc['flawed base, fine-tune', 'max']:.2f};
-  scratch models {dm.loc['independent from scratch', 'min']:.2f}–{indep_max:.2f} and deployers of the clean SimCLR base
-  {clean_min:.2f}–{clean_max:.2f}{", so the trigger alone fools almost nobody" if max(clean_max, indep_max) < 0.1 else ""}.
-  All four probing deployers read the same triggered digit as "0" for {all_fooled['flawed base, probe']:.0%} of them,
-  vs {all_fooled['independent from scratch']:.0%} in the independent world. Clean accuracy of the probing deployers:
-  {dc.loc['flawed base, probe', 'mean']:.3f} on the flawed base vs {dc.loc['clean SimCLR base, probe', 'mean']:.3f} on the clean one:
-  {"clean test accuracy does not reveal the flaw." if hides else "here the flawed base is less accurate on clean digits, a hint a deployer could notice."}
+- **Text** (draw 0: MiniLM deployers {ts['mean accuracy']:.3f} vs independent {ti['mean accuracy']:.3f} mean accuracy; mean
+  pairwise CKA {ts['mean pairwise CKA']:.2f} vs {ti['mean pairwise CKA']:.2f}, where three MiniLM deployers read the very same
+  embedding, so three of their six pairs are 1 by construction). Over {len(text_table)} draws of the deployers' training
+  snippets: {text_verdicts['accuracy']['text']}; {text_verdicts['H']['text']}; {reading(text_verdicts)}
+- **Images** (fine-tuned copies of one SimCLR encoder vs scratch models; draw 0 mean CKA {is_['mean pairwise CKA']:.2f} vs
+  {ii['mean pairwise CKA']:.2f}). Over {len(seed_table)} sets of training seeds: {image_verdicts['accuracy']['text']};
+  {image_verdicts['H']['text']}; {reading(image_verdicts)} A frozen probe on the same base reaches
+  {dc.loc['clean SimCLR base, probe', 'mean']:.3f} mean accuracy.
+- **Both domains.** $H$ rises as error rates fall (its ceiling $H_{{\\max}}$ does), so an $H$ gap between worlds of
+  different accuracy is read beside $\\tilde H$; the bootstrap intervals above describe one set of deployers on one
+  test set, the verdicts come from the training draws.
+- **Defects.** The poisoned base: clean accuracy {clean_acc(flawed):.3f}, ASR {asr(flawed):.2f}; the control, trained the
+  same way without the poison: {clean_acc(control):.3f}, ASR {asr(control):.2f}. Probing deployers of the poisoned base
+  reach ASR {dm.loc[P, 'min']:.2f}–{dm.loc[P, 'max']:.2f}, those of the control {dm.loc[C, 'min']:.2f}–{dm.loc[C, 'max']:.2f}
+  ({poison_vs['probe', 'ASR']['text']}); after fine-tuning on clean data, {poison_vs['fine-tune', 'ASR']['text']}.
+  {"So the backdoor comes from the poison, not from supervised pretraining as such." if poison_vs['probe', 'ASR']['verdict'] == 'a'
+   and dm.loc[C, 'max'] < 0.1 else "The control does not separate the poison from supervised pretraining here."}
+  All four probing deployers read the same triggered digit as "0" for {all_fooled[P]:.0%} of them, vs
+  {all_fooled[C]:.0%} on the control base. Clean accuracy of the probing deployers: {poison_vs['probe', 'clean accuracy']['text']}:
+  {"a drop a careful deployer could notice, if they had the control to compare with." if poison_vs['probe', 'clean accuracy']['verdict'] == 'b'
+   else "clean test accuracy does not reveal the flaw."}
 - **What this does not show.** Four deployers, one test set, small models, and deployers that differ in method
-  as well as base; one training seed per text deployer and {len(seed_table)} seed sets for the image worlds (the
-  bootstrap intervals cover the test examples, not the training seeds). $\\tilde H$ rescales $H$ to its range; it does not say what would happen if
-  the independent deployers were as accurate as the shared-base ones.
+  as well as base; {len(text_table)} training draws per text world and {len(seed_table)} per image world (a "not resolved"
+  means these draws cannot tell, not that there is no difference). $\\tilde H$ rescales $H$ to its range; it does not
+  say what would happen if the independent deployers were as accurate as the shared-base ones.
 """)
 
 
