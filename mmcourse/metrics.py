@@ -133,7 +133,7 @@ def roc_auc(y_true, scores) -> float:
 
 
 def paired_sentence(a_name: str, b_name: str, a, b, unit: str = "test pairs", alpha: float = 0.05,
-                    scale: float = 100.0, what: str = " points") -> tuple[str, str]:
+                    scale: float = 100.0, what: str = " points", digits: int = 1) -> tuple[str, str]:
     """The course's rule (``mmcourse.stats``: paired t, level ``alpha``) applied over paired units
     other than seeds, e.g. the test pairs two models are both scored on.
 
@@ -150,11 +150,11 @@ def paired_sentence(a_name: str, b_name: str, a, b, unit: str = "test pairs", al
 
     a, b = torch.as_tensor(a, dtype=torch.float64).numpy(), torch.as_tensor(b, dtype=torch.float64).numpy()
     r, v = stats.paired_test(a, b, alpha), stats.paired_verdict(a, b, alpha)
-    level = f"{100 * (1 - alpha):.0f}%"
-    ci = f"{level} CI {scale * r['low']:+.1f} to {scale * r['high']:+.1f}"
+    level, f = f"{100 * (1 - alpha):.0f}%", f"+.{digits}f"
+    ci = f"{level} CI {scale * r['low']:{f}} to {scale * r['high']:{f}}"
     if v == "not resolved":
-        return v, f"{a_name} vs {b_name}: not resolved with {r['n']} {unit} ({scale * r['mean_diff']:+.1f}{what}, {ci})"
+        return v, f"{a_name} vs {b_name}: not resolved with {r['n']} {unit} ({scale * r['mean_diff']:{f}}{what}, {ci})"
     sign = 1 if v == "a" else -1
     winner, loser = (a_name, b_name) if v == "a" else (b_name, a_name)
-    ci = (ci if v == "a" else f"{level} CI {-scale * r['high']:+.1f} to {-scale * r['low']:+.1f}")
-    return v, f"{winner} better than {loser} by {sign * scale * r['mean_diff']:+.1f}{what} ({ci}, paired t over {r['n']} {unit})"
+    ci = (ci if v == "a" else f"{level} CI {-scale * r['high']:{f}} to {-scale * r['low']:{f}}")
+    return v, f"{winner} better than {loser} by {sign * scale * r['mean_diff']:{f}}{what} ({ci}, paired t over {r['n']} {unit})"
