@@ -132,7 +132,8 @@ def _canonical(obj):
     """A JSON-able, order-independent stand-in for ``obj`` (tensors/arrays become a digest)."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
-        digest = hashlib.sha256(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
+        flat = t.reshape(-1)  # a 0-d tensor (e.g. BatchNorm's num_batches_tracked) cannot be viewed as bytes
+        digest = hashlib.sha256(flat.view(torch.uint8).numpy().tobytes() if t.numel() else b"").hexdigest()
         return {"tensor": str(t.dtype), "shape": list(t.shape), "sha256": digest[:16]}
     if isinstance(obj, np.ndarray):
         return _canonical(torch.from_numpy(np.ascontiguousarray(obj)))

@@ -277,3 +277,12 @@ def test_a_diverged_history_is_not_saved(tmp_path):
     with pytest.warns(RuntimeWarning, match="diverged.*not saved"):
         load_or_train("d", nn.Linear(2, 2), lambda m: {"diverged": True}, directory=tmp_path, verbose=False)
     assert not list(tmp_path.glob("d-*"))
+
+
+def test_fingerprint_hashes_a_0d_tensor():
+    import torch
+
+    from mmcourse.checkpoint import fingerprint
+
+    assert fingerprint({"n": torch.tensor(5)}) != fingerprint({"n": torch.tensor(6)})
+    assert fingerprint({"n": torch.tensor(5)}) == fingerprint({"n": torch.tensor(5)})
