@@ -117,7 +117,7 @@ def versus_best(results: dict[str, Sequence[float]], alpha: float = 0.05) -> dic
 
 
 def say(a_name: str, b_name: str, a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
-        scale: float = 100.0, unit: str = " points") -> str:
+        scale: float = 100.0, unit: str = " points", runs: str = "seeds") -> str:
     """One sentence for a comparison: the verdict, the mean difference and its interval.
 
     E.g. "late better than concat by +1.2 points (95% CI +0.4 to +2.0, paired t over 5 seeds)" or
@@ -128,11 +128,11 @@ def say(a_name: str, b_name: str, a: Sequence[float], b: Sequence[float], alpha:
     ci = (f"{level} CI {scale * r['low']:+.1f} to {scale * r['high']:+.1f}" if r["n"] >= 2 else "one seed: no interval")
     diff = f"{scale * r['mean_diff']:+.1f}{unit}"
     if v == "not resolved":
-        return f"{a_name} vs {b_name}: not resolved with {r['n']} seeds ({diff}, {ci})"
+        return f"{a_name} vs {b_name}: not resolved with {r['n']} {runs} ({diff}, {ci})"
     winner, loser = (a_name, b_name) if v == "a" else (b_name, a_name)
     if v == "b":  # state the difference and its interval as winner − loser
         shown = f"{-scale * r['mean_diff']:+.1f}{unit}"
         ci = f"{level} CI {-scale * r['high']:+.1f} to {-scale * r['low']:+.1f}"
     else:
         shown = diff
-    return f"{winner} better than {loser} by {shown} ({ci}, paired t over {r['n']} seeds)"
+    return f"{winner} better than {loser} by {shown} ({ci}, paired t over {r['n']} {runs})"
