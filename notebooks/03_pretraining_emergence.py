@@ -366,7 +366,7 @@ for col, m in (("SimCLR + probe", "o-"), ("from scratch", "s-"), ("pixels + prob
     ax.errorbar(by_labels.index, by_labels[col], yerr=spread[col], fmt=m, capsize=3, label=col)
 ax.set_xscale("log"); ax.set_xlabel("labelled examples per class (log scale)"); ax.set_ylabel("test accuracy")
 ax.legend(fontsize=8)
-say10 = stats.say("SimCLR + probe", "scratch", draws_of(10, "SimCLR + probe"), draws_of(10, "from scratch"))
+say10 = stats.say("SimCLR + probe", "scratch", draws_of(10, "SimCLR + probe"), draws_of(10, "from scratch"), runs="draws")
 ax.set_title(textwrap.fill(mmcourse.title(f"10 labels per class: {say10}"), 80), fontsize=8)
 plt.tight_layout(); plt.show()
 
@@ -537,7 +537,7 @@ b, n_all = by_labels, label_counts[-1]
 def vs(n, other):
     """'0.912 vs 0.873: <stats sentence>' for SimCLR + probe against another contestant at n labels per class."""
     return (f"{b.loc[n, 'SimCLR + probe']:.3f} vs {b.loc[n, other]:.3f}: "
-            + stats.say("SimCLR + probe", other, draws_of(n, "SimCLR + probe"), draws_of(n, other)))
+            + stats.say("SimCLR + probe", other, draws_of(n, "SimCLR + probe"), draws_of(n, other), runs="draws"))
 
 
 mmcourse.say(f"""
