@@ -321,3 +321,14 @@ def test_unreadable_data_file_is_a_permission_problem_not_corruption(tmp_data, m
     assert isinstance(err.value, DataError) and target.name in msg and "mode" in msg
     assert "chmod a+r" in msg and "export MMCOURSE_DATA=" in msg and "corrupt" not in msg
     assert target.read_bytes() == before and len(calls) == 2  # nothing deleted, nothing re-fetched
+
+
+def test_hard_av_digits_are_the_same_bytes_whatever_the_thread_count():
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from mmcourse.data import load_av_digits; d = load_av_digits('train'); "
+            "print(hashlib.sha256(d.inputs['image'].numpy().tobytes()).hexdigest())")
+    out = {t: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**__import__("os").environ, "OMP_NUM_THREADS": t}).stdout for t in ("1", "2")}
+    assert out["1"] == out["2"]  # checkpoints hash the data: other bytes would retrain them

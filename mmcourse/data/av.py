@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 import torch
 
 from mmcourse.data.loaders import load_mnist, load_spoken_digits, pad_sequences
@@ -96,7 +97,8 @@ def _hard_image_basis(seed: int, variance: float, bounds: tuple) -> tuple[np.nda
     X, _ = load_mnist()
     Xtr = X[_pairs("train", seed, bounds)[0]].reshape(-1, 784).astype(np.float64)  # (N, 784)
     mean = Xtr.mean(0)
-    evals, evecs = np.linalg.eigh(np.cov(Xtr - mean, rowvar=False))  # ascending order
+    with threadpool_limits(1):  # one BLAS thread: the same bytes whatever OMP_NUM_THREADS says
+        evals, evecs = np.linalg.eigh(np.cov(Xtr - mean, rowvar=False))  # ascending order
     evals, evecs = evals[::-1], evecs[:, ::-1]
     k = int(np.searchsorted(np.cumsum(evals) / evals.sum(), variance) + 1)
     return mean, evecs[:, :k]
@@ -194,7 +196,8 @@ def load_av_digits(split: str, difficulty: str = "hard", seed: int = 0) -> AVDig
     if difficulty == "hard":
         mean, V = _hard_image_basis(seed, HARD_IMAGE_VARIANCE, bounds)
         k = V.shape[1]
-        images = np.clip((images - mean) @ V @ V.T + mean, 0.0, 1.0)  # rank-k reconstruction
+        with threadpool_limits(1):  # multi-threaded BLAS sums in another order: other bytes, other checkpoints
+            images = np.clip((images - mean) @ V @ V.T + mean, 0.0, 1.0)  # rank-k reconstruction
         rng = np.random.default_rng([seed, 10 + list(SPLITS).index(split)])  # noise stream
         real = np.arange(MAX_FRAMES)[None, :] < lengths[:, None]  # (N, T) mask of real frames
         audio = audio + HARD_AUDIO_NOISE * rng.standard_normal(audio.shape) * real[..., None]
