@@ -238,19 +238,6 @@ def test_summarize_gives_mean_and_std_over_seeds_best_first():
         summarize([])
 
 
-def test_compare_calls_differences_within_the_spread_within_noise():
-    from mmcourse.fusion.zoo import compare, noise, top_group
-    t = _table()
-    torch.testing.assert_close(noise(t, "a", "b"), (0.02 ** 2 + 0.02 ** 2) ** 0.5)
-    assert compare(t, "a", "b") == "within noise"  # 0.01 apart, spread 0.028
-    assert compare(t, "a", "c") == "above" and compare(t, "c", "a") == "below"
-    assert compare(t, "one", "a") == "unknown"  # one seed: no spread, nothing resolved
-    assert top_group(t, ["a", "b", "c"]) == ["a", "b"]
-    assert top_group(t, ["c"]) == ["c"]
-    with pytest.raises(KeyError, match="'z'"):
-        compare(t, "a", "z")
-
-
 def test_degenerate_settings_and_inputs_name_the_fix():
     from mmcourse.fusion import LowRankTensorFusion, TensorFusion
 

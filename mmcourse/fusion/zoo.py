@@ -8,13 +8,12 @@ lesson's results table compares methods on equal terms (same encoders, data, epo
 Every run is selected on validation (``fit`` ends on the best-val epoch's weights; the test split
 is evaluated once, after) and seeded: the same method, data, config and seed give the same
 weights and accuracy again on the same machine and thread count. ``summarize`` turns runs into a
-table of mean ± std over seeds, and ``compare`` / ``top_group`` say whether a difference between
-two methods is larger than that spread, so a lesson names a winner only when the seeds agree.
+table of mean ± std over seeds; whether one method is better than another is decided by the
+course's one statistics rule, ``mmcourse.stats`` (a paired t-test over the same seeds).
 """
 
 from __future__ import annotations
 
-import math
 import time
 
 import pandas as pd
@@ -191,38 +190,3 @@ def summarize(runs) -> pd.DataFrame:
                    seeds=("seed", "nunique"), params=("params", "first"), train_s=("seconds", "mean"),
                    best_epoch=("best_epoch", "mean"))
               .sort_values("test_mean", ascending=False))
-
-
-def noise(table: pd.DataFrame, a: str, b: str) -> float:
-    """The seed-to-seed spread of the difference between methods ``a`` and ``b``: √(σ_a² + σ_b²).
-
-    NaN when either has fewer than two seeds (no spread measured, so nothing can be resolved).
-    """
-    for m in (a, b):
-        if m not in table.index:
-            raise KeyError(f"method {m!r} is not in the table; it has {list(table.index)}")
-    sa, sb = table.test_std[a], table.test_std[b]
-    return math.sqrt(sa ** 2 + sb ** 2) if min(table.seeds[a], table.seeds[b]) >= 2 else float("nan")
-
-
-def compare(table: pd.DataFrame, a: str, b: str) -> str:
-    """``"above"`` / ``"below"`` when ``a``'s mean test accuracy differs from ``b``'s by more than
-    their spread (``noise``), ``"within noise"`` when it does not, ``"unknown"`` with one seed."""
-    spread = noise(table, a, b)
-    if math.isnan(spread):
-        return "unknown"
-    diff = table.test_mean[a] - table.test_mean[b]
-    if abs(diff) <= spread:
-        return "within noise"
-    return "above" if diff > 0 else "below"
-
-
-def top_group(table: pd.DataFrame, methods=None) -> list[str]:
-    """The best method (by mean test accuracy) and every one ``within noise`` of it, best first.
-
-    With one seed nothing is within noise, so the group is the best method alone.
-    """
-    sub = table.loc[list(methods)] if methods is not None else table
-    order = list(sub.sort_values("test_mean", ascending=False).index)
-    best = order[0]
-    return [best] + [m for m in order[1:] if compare(table, m, best) == "within noise"]
