@@ -191,7 +191,8 @@ def compare_rounds(a: list[float], b: list[float], margin: float = 0.05) -> dict
 
     Args:
         a, b: times per round from ``interleaved`` (lower is faster), same rounds.
-        margin: ratios within ``1 ± margin`` count as a tie in that round.
+        margin: ratios within ``[1 / (1 + margin), 1 + margin]`` count as a tie in that round
+            (``verdict``'s rule, so both say the same of the same rounds).
 
     Returns:
         ``{"ratio": median of b/a per round (> 1: a faster), "low", "high": its range over rounds,
@@ -203,12 +204,8 @@ def compare_rounds(a: list[float], b: list[float], margin: float = 0.05) -> dict
     if len(a) != len(b) or not a:
         raise ValueError(f"need the same rounds for both, got {len(a)} and {len(b)}")
     ratios = [tb / ta for ta, tb in zip(a, b)]
-    if all(r > 1 + margin for r in ratios):
-        verdict = "a faster"
-    elif all(r < 1 - margin for r in ratios):
-        verdict = "b faster"
-    elif all(abs(r - 1) <= margin for r in ratios):
-        verdict = "about the same"
-    else:
-        verdict = "can't tell"
-    return {"ratio": statistics.median(ratios), "low": min(ratios), "high": max(ratios), "verdict": verdict}
+    low, high = min(ratios), max(ratios)
+    said = {"faster": "a faster", "slower": "b faster"}.get(verdict(low, high, margin))
+    if said is None:  # the same rule as ``verdict``: within 1 ± margin every round is a tie
+        said = "about the same" if 1 / (1 + margin) <= low and high <= 1 + margin else "can't tell"
+    return {"ratio": statistics.median(ratios), "low": low, "high": high, "verdict": said}

@@ -111,3 +111,13 @@ def test_interleaved_rounds_rotate_and_compare_rounds_decides_within_rounds():
     assert compare_rounds([1.0, 2.0], [1.02, 1.97])["verdict"] == "about the same"
     with pytest.raises(ValueError, match="same rounds"):
         compare_rounds([1.0], [1.0, 2.0])
+
+
+def test_compare_rounds_follows_verdicts_rule():
+    """One rule: compare_rounds says "faster"/"slower" exactly when ``verdict`` does, on every ratio."""
+    from mmcourse.throughput import compare_rounds, verdict
+
+    for ratio in (0.90, 0.951, 0.9524, 0.953, 1.0, 1.049, 1.051, 1.2):
+        said = compare_rounds([1.0] * 3, [ratio] * 3)["verdict"]
+        expected = {"faster": "a faster", "slower": "b faster", None: "about the same"}[verdict(ratio, ratio)]
+        assert said == expected, (ratio, said, expected)
