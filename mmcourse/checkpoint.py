@@ -240,9 +240,10 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
         train_fn: ``train_fn(model)`` trains it in place.
         key: everything else that determines the weights: config fields (a dataclass is taken
             field by field), the training tensors or their settings, seeds, the mode.
-        return_info: also return ``{"loaded": bool, "path": Path, "result": ...}``, where
+        return_info: also return ``{"loaded": bool, "path": Path, "result": ..., "torch_threads": n}``, where
             ``result`` is what ``train_fn`` returned (kept in the sidecar as JSON, e.g. a training
-            history, and given back when the checkpoint is loaded instead of trained).
+            history, and given back when the checkpoint is loaded instead of trained), and ``n`` the
+            torch thread count it was trained with (kept in the sidecar, not in the fingerprint).
 
     Returns:
         ``model`` (trained or loaded), or ``(model, info)`` with ``return_info=True``.
@@ -262,21 +263,22 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
             raise _unreadable(Path(e.filename or path)) from e
         if stale is None:
             load_into(model, path)
+            meta = json.loads(path.with_suffix(".json").read_text())
             if verbose:
                 covered = f"{_summary(key)}; " if key else ""
                 print(f"loaded checkpoint {path.name}: its fingerprint matches this run's settings "
-                      f"({covered}architecture and cache version {CACHE_VERSION} included)")
+                      f"({covered}architecture and cache version {CACHE_VERSION} included){_threads_note(meta)}")
             if not return_info:
                 return model
-            result = json.loads(path.with_suffix(".json").read_text()).get("result")
-            return model, {"loaded": True, "path": path, "result": result}
+            return model, {"loaded": True, "path": path, "result": meta.get("result"),
+                           "torch_threads": meta.get("torch_threads")}
         print(f"{stale}: retraining once (the retrained file replaces it)")
     try:  # before training, not after: a folder we cannot write would lose the trained model
         with tempfile.TemporaryFile(dir=where):
             pass
     except OSError as e:
         raise _cannot_write(where, e, ", so a trained model could not be saved: nothing was trained") from e
-    t0 = time.perf_counter()
+    t0, threads = time.perf_counter(), torch.get_num_threads()
     result = train_fn(model)
     if isinstance(result, dict) and result.get("diverged"):
         warnings.warn(f"training {name!r} diverged (see fit's warning), so it was not saved: the next run "
@@ -291,7 +293,8 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     blob = buffer.getvalue()
-    meta = {"fingerprint": digest, "sha256": hashlib.sha256(blob).hexdigest(), "key": _canonical(full)}
+    meta = {"fingerprint": digest, "sha256": hashlib.sha256(blob).hexdigest(), "key": _canonical(full),
+            "torch_threads": threads}
     if return_info:
         meta["result"] = _plain(result)
     atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1, sort_keys=True).encode()),
@@ -300,4 +303,19 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
     if verbose:
         print(f"trained in {time.perf_counter() - t0:.1f} s and saved {path.name} "
               f"(no checkpoint matched these settings)")
-    return (model, {"loaded": False, "path": path, "result": meta.get("result")}) if return_info else model
+    return (model, {"loaded": False, "path": path, "result": meta.get("result"),
+                    "torch_threads": threads}) if return_info else model
+
+
+def _threads_note(meta: dict) -> str:
+    """'; trained with 1 torch thread (this kernel has 2)' when the counts differ, else ''.
+
+    The thread count is not part of the fingerprint: it changes only the order in which floats are
+    summed, so a model trained with another count is an equally valid run of the same settings,
+    though not bit for bit the one this kernel would train (its numbers can differ in the last
+    digits, and a long run can drift further). The sidecar keeps the count so the message can say.
+    """
+    trained, here = meta.get("torch_threads"), torch.get_num_threads()
+    if trained is None or trained == here:
+        return ""
+    return f"; trained with {trained} torch thread{'s' * (trained != 1)} (this kernel has {here})"

@@ -286,3 +286,28 @@ def test_fingerprint_hashes_a_0d_tensor():
 
     assert fingerprint({"n": torch.tensor(5)}) != fingerprint({"n": torch.tensor(6)})
     assert fingerprint({"n": torch.tensor(5)}) == fingerprint({"n": torch.tensor(5)})
+
+
+def test_thread_count_is_kept_and_said_when_it_differs(tmp_path, capsys):
+    """Results depend on the torch thread count (summation order): the sidecar keeps it and a load
+    under another count says so; the same count says nothing extra."""
+    from mmcourse.checkpoint import load_or_train
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, info = load_or_train("t", nn.Linear(3, 2), lambda m: None, key={"a": 1}, directory=tmp_path,
+                                return_info=True)
+        assert info["torch_threads"] == 1 and not info["loaded"]
+        capsys.readouterr()
+        _, info = load_or_train("t", nn.Linear(3, 2), lambda m: None, key={"a": 1}, directory=tmp_path,
+                                return_info=True)
+        assert info["loaded"] and info["torch_threads"] == 1
+        assert "torch thread" not in capsys.readouterr().out
+        torch.set_num_threads(2)
+        _, info = load_or_train("t", nn.Linear(3, 2), lambda m: None, key={"a": 1}, directory=tmp_path,
+                                return_info=True)
+        assert info["loaded"] and info["torch_threads"] == 1  # the same file: threads are not in the key
+        assert "trained with 1 torch thread (this kernel has 2)" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
