@@ -32,3 +32,24 @@ def test_encode_batches_in_eval_mode_and_restores_training_mode():
     assert out.shape == (10, 2) and not out.requires_grad
     assert torch.allclose(out, enc[0](x).detach())  # dropout off: eval mode
     assert enc.training
+
+
+def test_pixel_baseline_selects_the_penalty_on_validation_never_on_test():
+    from mmcourse.probe import fit_linear_probe, pixel_baseline
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(300) % 3
+    images = torch.randn(300, 1, 4, 4, generator=g) + y[:, None, None, None] * 0.4  # (N, 1, 4, 4)
+    train, val, test = (images[:100], y[:100]), (images[100:200], y[100:200]), (images[200:], y[200:])
+    out = pixel_baseline(train, val, test, weight_decays=(1e-4, 1.0))
+    by_hand = {wd: fit_linear_probe(train[0].flatten(1), train[1], 3, weight_decay=wd).score(val[0].flatten(1), val[1])
+               for wd in (1e-4, 1.0)}
+    assert out["val_by_penalty"] == pytest.approx(by_hand)
+    assert out["weight_decay"] == max(by_hand, key=by_hand.get) and out["val_acc"] == max(by_hand.values())
+    wd = out["weight_decay"]
+    expected = fit_linear_probe(train[0].flatten(1), train[1], 3, weight_decay=wd).score(test[0].flatten(1), test[1])
+    assert out["test_acc"] == pytest.approx(expected)
+    shuffled = pixel_baseline(train, val, (test[0], test[1][torch.randperm(100, generator=g)]), weight_decays=(1e-4, 1.0))
+    assert shuffled["weight_decay"] == wd and shuffled["val_acc"] == out["val_acc"]  # test labels choose nothing
+    with pytest.raises(ValueError, match="at least one penalty"):
+        pixel_baseline(train, val, test, weight_decays=())
