@@ -120,7 +120,9 @@ def run_many(fn: Callable, jobs: list[dict], workers: int | None = None, device:
                     raise RuntimeError(
                         f"a worker process died while training ({len(lost)} job(s) lost, e.g. "
                         f"{lost[0] if lost else '?'}): usually the machine ran out of memory. Run with "
-                        "fewer workers (workers=1 runs in this process and shows the error)") from e
+                        "fewer workers (workers=1 runs in this process and shows the error). From a script, "
+                        "also check that the code calling run_many sits under `if __name__ == \"__main__\":` "
+                        "(each worker imports the script again; without it the workers fail to start)") from e
                 except Exception as e:
                     raise RuntimeError(f"job {i} ({_label(jobs[i])}) failed: {type(e).__name__}: {e}") from e
                 bar.update(1)

@@ -93,3 +93,17 @@ def test_run_grid_trains_in_workers_then_loads_the_same_models(tmp_path, monkeyp
     # a changed setting retrains only what it changes
     zoo.run_grid(["late"], [0], small, va, te, FitConfig(**{**cfg.__dict__, "lr": 1e-3}), workers=1)
     assert "0 loaded from the checkpoint cache, 1 trained" in capsys.readouterr().out
+
+
+def test_script_without_main_guard_is_told_the_fix(tmp_path):
+    """Spawned workers import the calling script again: without the __main__ guard they die at
+    start-up, and the error must say so rather than only blaming memory."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text("from mmcourse.parallel import run_many\n"
+                      "print(run_many(abs, [{'x': -1}, {'x': -2}], workers=2, progress=False))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert 'if __name__ == "__main__":' in out.stderr.splitlines()[-1]
