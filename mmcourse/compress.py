@@ -1,6 +1,10 @@
 """Compression: knowledge distillation, magnitude pruning, dynamic int8 quantization, and the
 rulers that measure them (size on disk, CPU latency). Taught in ``notebooks/09_compression.ipynb``.
 
+This module holds distillation and the lesson's teacher and students; pruning lives in
+``mmcourse.pruning``, int8 quantization and the rulers in ``mmcourse.quantization``. Every name of
+those two is re-exported here, so ``compress.magnitude_prune`` etc. keep working.
+
 **Distillation** (Hinton, Vinyals & Dean 2015, "Distilling the Knowledge in a Neural Network").
 With teacher logits t and student logits s, both (B, C), and a temperature T > 0, write
 p = softmax(t / T) (soft targets) and q = softmax(s / T). The distillation term is
@@ -24,29 +28,29 @@ and the gradient above against autograd in float64.
 
 **Pruning** (Han et al. 2015): zero the weights of smallest |w|, per layer or globally across
 layers, through ``torch.nn.utils.prune`` (a mask ``weight_mask`` and a re-parametrisation
-``weight = weight_orig * weight_mask``), then ``make_permanent`` folds the mask in.
+``weight = weight_orig * weight_mask``), then ``make_permanent`` folds the mask in
+(``mmcourse.pruning``).
 
 **Dynamic int8 quantization** (``torch.ao.quantization.quantize_dynamic``): ``nn.Linear``
 weights stored as int8 with one scale per tensor; activations quantized on the fly per batch.
-Convolutions are left in float32, so a conv-heavy model shrinks only by its linear layers.
+Convolutions are left in float32, so a conv-heavy model shrinks only by its linear layers
+(``mmcourse.quantization``).
 """
 
 from __future__ import annotations
 
-import copy
-import io
 import time
-import warnings
-import zlib
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils import prune
 from tqdm.auto import tqdm
 
 from mmcourse.checkpoint import load_or_train
 from mmcourse.fusion.zoo import RECIPE, build_av_model
+from mmcourse.pruning import (copy_model, finetune_pruned, magnitude_prune, make_permanent,  # re-exported
+                              prunable, pruning_curve, sparsity)
+from mmcourse.quantization import cpu_latency_ms, int8_bytes, quantize_int8, size_on_disk  # re-exported
 from mmcourse.runtime import QUICK, quick, seed_everything
 from mmcourse.train import FitConfig, Inputs, evaluate, fit, logits_of, num_rows, take
 
@@ -257,20 +261,6 @@ def train_students(seeds, distill: bool, train, val, teacher_logits: Tensor | No
     return {r["seed"]: r["model"] for r in out}
 
 
-def finetune_pruned(model: nn.Module, amount: float, train, val, config: FitConfig, scope: str = "global"):
-    """Prune ``model`` (a copy) to ``amount``, fine-tune the surviving weights, cached; masks folded in.
-
-    The mask stays fixed while the surviving weights train (``torch.nn.utils.prune`` multiplies by it
-    every forward). Keyed by the source model's weights, the amount, the config and the data.
-    """
-    pruned = magnitude_prune(model, amount, scope=scope)
-    key = {"source": {k: v.reshape(-1) for k, v in model.state_dict().items()}, "amount": amount, "scope": scope,
-           "config": {**config.__dict__, "device": None}, "train": train, "val": val}
-    pruned = load_or_train(f"pruned-finetuned-{scope}-{amount:g}", pruned,
-                           lambda m: fit(m, train, val, config), key=key)
-    return make_permanent(pruned.eval())
-
-
 class EpochBar:
     """A ``fit`` hook: a tqdm bar over epochs showing the validation accuracy."""
 
@@ -292,172 +282,3 @@ def build_student(**overrides) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-# ---------------------------------------------------------------------------------- pruning
-def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """``(module, "weight")`` for every Linear and Conv layer, in ``named_modules`` order."""
-    return [(m, "weight") for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """``copy.deepcopy`` that also works on a pruned model.
-
-    While a mask is attached, ``module.weight`` is a plain tensor computed as ``weight_orig *
-    weight_mask`` (not a leaf), which ``deepcopy`` refuses; it is set aside for the copy and
-    recomputed in both models.
-    """
-    stash = {}
-    for module, name in prunable(model):
-        if hasattr(module, name + "_orig") and name in module.__dict__:
-            stash[module, name] = module.__dict__.pop(name)
-    try:
-        clone = copy.deepcopy(model)
-    finally:
-        for (module, name), w in stash.items():
-            setattr(module, name, w)
-    for module, name in prunable(clone):
-        if hasattr(module, name + "_orig") and name not in module.__dict__:
-            setattr(module, name, getattr(module, name + "_orig") * getattr(module, name + "_mask"))
-    return clone
-
-
-def magnitude_prune(model: nn.Module, amount: float, scope: str = "global", inplace: bool = False) -> nn.Module:
-    """Zero the fraction ``amount`` of Linear/Conv weights with the smallest |w| (L1 magnitude).
-
-    Args:
-        amount: fraction in [0, 1) of the prunable weights to zero.
-        scope: ``"global"`` ranks all prunable weights together (layers end up with different
-            sparsities); ``"layer"`` prunes ``amount`` of every layer separately.
-        inplace: prune ``model`` itself instead of a deep copy.
-
-    Returns:
-        the pruned model, still re-parametrised (``weight_orig``, ``weight_mask``); call
-        ``make_permanent`` before saving it as a plain state_dict.
-    """
-    if not 0.0 <= amount < 1.0:
-        raise ValueError(f"amount must lie in [0, 1), got {amount}")
-    if scope not in ("global", "layer"):
-        raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
-    model = model if inplace else copy_model(model)
-    params = prunable(model)
-    if not params:
-        raise ValueError(f"{type(model).__name__} has no Linear or Conv layer to prune")
-    if scope == "global":
-        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
-    else:
-        for module, name in params:
-            prune.l1_unstructured(module, name, amount=amount)
-    return model
-
-
-def make_permanent(model: nn.Module) -> nn.Module:
-    """Fold every pruning mask into its weight (``prune.remove``): plain parameters again."""
-    for module, name in prunable(model):
-        if prune.is_pruned(module) and hasattr(module, name + "_mask"):
-            prune.remove(module, name)
-    return model
-
-
-def sparsity(model: nn.Module) -> float:
-    """Fraction of exactly-zero entries among the Linear/Conv weights (masks applied)."""
-    weights = [getattr(m, name) for m, name in prunable(model)]
-    total = sum(w.numel() for w in weights)
-    if total == 0:
-        return 0.0  # nothing prunable: nothing is pruned
-    return sum(int((w == 0).sum()) for w in weights) / total
-
-
-def pruning_curve(model: nn.Module, amounts, splits: dict, scopes=("global", "layer")):
-    """Accuracy after magnitude pruning at each amount, no retraining: a DataFrame with one row per
-    (scope, amount) and columns ``scope, amount, sparsity`` and ``<split>_acc`` for each split.
-
-    Args:
-        splits: ``{"val": (inputs, labels), "test": (inputs, labels)}``.
-    """
-    import pandas as pd
-
-    rows = []
-    for scope in scopes:
-        for amount in amounts:
-            pruned = magnitude_prune(model, amount, scope=scope)
-            rows.append({"scope": scope, "amount": amount, "sparsity": sparsity(pruned),
-                         **{f"{name}_acc": evaluate(pruned, x, y)["acc"] for name, (x, y) in splits.items()}})
-    return pd.DataFrame(rows)
-
-
-# ---------------------------------------------------------------------------------- quantization
-def quantize_int8(model: nn.Module) -> nn.Module:
-    """Dynamic int8 quantization of every ``nn.Linear`` (a copy; CPU inference only).
-
-    Uses the ``x86`` engine when present (else ``qnnpack`` on ARM). torch ≥ 2.10 warns that
-    ``torch.ao.quantization`` is deprecated in favour of torchao; the call still works in this
-    build, so the warning is silenced here rather than printed into every notebook.
-    """
-    engines = torch.backends.quantized.supported_engines
-    if torch.backends.quantized.engine not in ("x86", "fbgemm", "qnnpack", "onednn"):
-        preferred = next((e for e in ("x86", "fbgemm", "qnnpack") if e in engines), None)
-        if preferred is None:
-            raise RuntimeError(f"no quantized engine in this torch build (have {engines})")
-        torch.backends.quantized.engine = preferred
-    model = copy_model(model).cpu().eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
-        return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
-
-
-# ---------------------------------------------------------------------------------- rulers
-def size_on_disk(model: nn.Module, compressed: bool = False) -> int:
-    """Bytes of ``torch.save(model.state_dict())``; with ``compressed``, after zlib (level 6).
-
-    Pruned zeros are still stored as dense float32, so pruning alone does not shrink the file;
-    a general-purpose compressor does see the zeros (that is what ``compressed`` measures).
-    """
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, UserWarning, FutureWarning))
-        torch.save(model.state_dict(), buffer)
-    data = buffer.getvalue()
-    return len(zlib.compress(data, 6)) if compressed else len(data)
-
-
-def int8_bytes(model: nn.Module) -> dict[str, int]:
-    """Where dynamic int8 saves and spends bytes on disk.
-
-    Returns:
-        ``{"fp32": size of the float model, "int8": size of ``quantize_int8(model)``,
-        "linear_weights": number of Linear weight entries, "ideal_saving": 3 bytes per such entry
-        (4-byte float → 1-byte int), "overhead": what the int8 file holds beyond
-        fp32 − ideal_saving}``: the packed-parameter records, scales, zero points and names that
-        each quantized layer adds. int8 shrinks a model when ideal_saving > overhead.
-    """
-    n_linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
-    fp32, int8 = size_on_disk(model), size_on_disk(quantize_int8(model))
-    return {"fp32": fp32, "int8": int8, "linear_weights": n_linear, "ideal_saving": 3 * n_linear,
-            "overhead": int8 - (fp32 - 3 * n_linear)}
-
-
-@torch.inference_mode()
-def cpu_latency_ms(model: nn.Module, inputs: Inputs, batch_size: int = 1, repeats: int = 30,
-                   warmup: int = 5) -> float:
-    """Fastest wall time (ms) of ``repeats`` forward passes on ``batch_size`` rows, CPU, eval mode.
-
-    The minimum, not the mean or median: other processes can only slow a run down, never speed
-    it up, so the fastest run is the least disturbed estimate of what the model costs (the advice
-    of Python's ``timeit``). Still machine- and load-dependent: compare variants measured in the
-    same cell, never numbers from different machines.
-    """
-    for name, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if batch_size > num_rows(inputs):
-        raise ValueError(f"batch_size {batch_size} exceeds the {num_rows(inputs)} rows given")
-    model = model.cpu().eval()
-    batch = take(inputs, torch.arange(batch_size))
-    times = []
-    for i in range(warmup + repeats):
-        t0 = time.perf_counter()
-        model(batch)
-        if i >= warmup:
-            times.append(1000 * (time.perf_counter() - t0))
-    return min(times)
