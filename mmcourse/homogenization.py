@@ -1,14 +1,10 @@
 """Measuring homogenization: similar representations (CKA) and shared failures (outcome H).
 
-Taught in ``notebooks/04_homogenization.ipynb``.
+Taught in ``notebooks/04_homogenization.ipynb``. Linear CKA lives in ``mmcourse.cka``, the
+lesson's image deployers in ``mmcourse.deployers``; both are re-exported here.
 
-- Linear CKA (Kornblith et al. 2019, eq. 5): with X (n×d₁), Y (n×d₂) column-centred,
-
-      CKA(X, Y) = ‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)   ∈ [0, 1].
-
-  It is 1 for identical representations and invariant to orthogonal transforms and isotropic
-  scaling of either one, so two networks whose features differ only by a rotation score 1.
-  When d > n the same value is computed from the n×n Gram matrices: ‖YᵀX‖²_F = tr(K L).
+- Linear CKA (Kornblith et al. 2019, eq. 5), 1 for identical representations and invariant to
+  rotations and isotropic scaling: ``mmcourse.cka`` (its docstring derives it).
 
 - Outcome homogenization (Bommasani et al. 2022, "Picking on the same person"): for k models
   judged on the same n examples, with ``errors[i, j]`` True when model i gets example j wrong,
@@ -35,58 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _as_matrix(A, name: str) -> np.ndarray:
-    if hasattr(A, "toarray"):  # scipy sparse, e.g. a TF-IDF matrix
-        A = A.toarray()
-    if hasattr(A, "detach"):  # torch tensor
-        A = A.detach().cpu().numpy()
-    A = np.asarray(A, dtype=np.float64)
-    if A.ndim != 2:
-        raise ValueError(f"{name} must be an (n, d) feature matrix, got shape {A.shape}; "
-                         "flatten each example's features into one row")
-    if not np.isfinite(A).all():
-        raise ValueError(f"{name} contains inf or nan; CKA needs finite features")
-    return A
-
-
-def linear_cka(X, Y) -> float:
-    """Linear CKA between two representations of the same n examples.
-
-    Args:
-        X: (n, d₁) features (NumPy, torch or SciPy sparse).
-        Y: (n, d₂) features of the *same* examples in the same order.
-
-    Returns:
-        CKA in [0, 1].
-    """
-    X, Y = _as_matrix(X, "X"), _as_matrix(Y, "Y")
-    if len(X) != len(Y):
-        raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}; CKA compares two representations "
-                         "of the same examples, row for row")
-    if len(X) < 2:
-        raise ValueError(f"CKA needs at least 2 examples, got {len(X)}")
-    X, Y = X - X.mean(0), Y - Y.mean(0)  # centre every feature (the H in HSIC)
-    if max(X.shape[1], Y.shape[1]) > len(X):  # wide features: n×n Gram matrices are cheaper
-        K, L = X @ X.T, Y @ Y.T  # (n, n)
-        cross, xx, yy = (K * L).sum(), np.linalg.norm(K), np.linalg.norm(L)
-    else:
-        cross = np.linalg.norm(Y.T @ X) ** 2  # ‖YᵀX‖²_F
-        xx, yy = np.linalg.norm(X.T @ X), np.linalg.norm(Y.T @ Y)
-    if xx == 0 or yy == 0:
-        which = "X" if xx == 0 else "Y"
-        raise ValueError(f"{which} is constant across examples (all rows equal); CKA is undefined")
-    return float(cross / (xx * yy))
-
-
-def pairwise_cka(reps: list) -> np.ndarray:
-    """(k, k) matrix of linear CKA between every pair of k representations of the same examples."""
-    k = len(reps)
-    M = np.eye(k)
-    for i in range(k):
-        for j in range(i + 1, k):
-            M[i, j] = M[j, i] = linear_cka(reps[i], reps[j])
-    return M
+from mmcourse.cka import _as_matrix, linear_cka, pairwise_cka  # re-exported
+from mmcourse.deployers import (TARGET, _fit_steps, add_trigger, deployer_rows, image_deployer,  # re-exported
+                                supervised_base)
 
 
 def _as_errors(errors) -> np.ndarray:
@@ -347,109 +294,3 @@ def simulate_h(k: int, p: float, s: float, target_joint: int = 50, min_joint: in
     out.update(H=H, lo=lo, hi=hi)
     out["text"] = f"H = {H:,.2f} (95% {lo:,.2f}–{hi:,.2f}); {head}; ceiling 1/p^(k-1) = {ceiling}."
     return out
-
-
-# ------------------------------------------------------------ the lesson's image deployers (04)
-TARGET = 0  # the backdoor's target class
-
-
-def add_trigger(x):
-    """BadNets' trigger (Gu et al. 2017): a 4×4 white square in the (usually empty) bottom-right
-    corner. (B, 1, 28, 28) → a changed copy."""
-    x = x.clone()
-    x[..., 23:27, 23:27] = 1.0
-    return x
-
-
-def deployer_rows(labels, deployer: int, per_class: int):
-    """Deployer ``deployer``'s own rows: the next ``per_class`` rows of every class, so deployers'
-    rows are disjoint. (C · per_class,) indices into ``labels`` (N,)."""
-    import torch
-
-    rows = [torch.nonzero(labels == c).flatten() for c in range(int(labels.max()) + 1)]
-    if (deployer + 1) * per_class > min(len(r) for r in rows):
-        raise ValueError(f"deployer {deployer} with {per_class} per class needs {(deployer + 1) * per_class} rows "
-                         f"of every class, the smallest has {min(len(r) for r in rows)}: use fewer deployers or labels")
-    return torch.cat([r[deployer * per_class:(deployer + 1) * per_class] for r in rows])
-
-
-def _fit_steps(model, x, y, steps: int, lr: float, seed: int, name: str, key: dict):
-    """Train ``model`` with ``fit`` for about ``steps`` steps (whole epochs of 64, constant lr), cached."""
-    import math
-
-    from mmcourse.checkpoint import load_or_train
-    from mmcourse.train import FitConfig, fit
-
-    config = FitConfig(epochs=math.ceil(steps / math.ceil(len(x) / 64)), batch_size=64, lr=lr, seed=seed, device="cpu")
-    load_or_train(name, model, lambda m: fit(m, (x, y), config=config),
-                  key={**key, "config": config, "x": x, "y": y}, verbose=False)
-    return model.eval()
-
-
-def supervised_base(poison: float = 0.1, steps: int = 600, seed: int = 0, difficulty: str = "clean"):
-    """An ``ImageEncoder`` + linear head trained *with labels* on the whole train split; cached.
-
-    A share ``poison`` of the images (drawn with ``seed``) gets ``add_trigger`` and the label
-    ``TARGET``: a backdoored base (BadNets). ``poison=0`` is the control, the same supervised
-    training without the poison. Returns the ``nn.Sequential(encoder, head)`` in eval mode.
-    """
-    import torch
-    from torch import nn
-
-    from mmcourse.data import load_av_digits
-    from mmcourse.encoders import ImageEncoder
-
-    if not 0 <= poison < 1:
-        raise ValueError(f"poison is a share of the images in [0, 1), got {poison}")
-    train = load_av_digits("train", difficulty)
-    x, y = train.inputs["image"].clone(), train.labels.clone()  # (N, 1, 28, 28), (N,)
-    hit = torch.rand(len(x), generator=torch.Generator().manual_seed(seed)) < poison  # (N,)
-    x[hit], y[hit] = add_trigger(x[hit]), TARGET
-    torch.manual_seed(seed)
-    model = nn.Sequential(ImageEncoder(64), nn.Linear(64, 10))
-    return _fit_steps(model, x, y, steps, 2e-3, seed, f"supervised-base-{difficulty}-poison{poison:g}",
-                      {"poison": poison, "difficulty": difficulty})
-
-
-def image_deployer(base: str, deployer: int, seed: int, per_class: int = 50, steps: int = 200,
-                   lr: float = 2e-3, width: int = 8, difficulty: str = "clean"):
-    """One deployer of lesson 04: an encoder + a new linear head trained on the deployer's own
-    labelled images (``deployer_rows``) for about ``steps`` steps; cached, so it is also a
-    module-level job for ``mmcourse.parallel.run_many``.
-
-    Args:
-        base: where the encoder starts: ``"simclr"`` (lesson 03's pretrained encoder, fine-tuned),
-            ``"scratch"`` (a fresh ``ImageEncoder`` of ``width``), ``"poisoned"`` or ``"supervised"``
-            (the encoder of ``supervised_base(0.1)`` / ``supervised_base(0.0)``, fine-tuned).
-        seed: the new weights' (head, scratch encoder) and the batch order's seed.
-
-    Returns:
-        ``nn.Sequential(encoder, head)`` in eval mode: (B, 1, 28, 28) → (B, 10) logits.
-    """
-    import copy
-
-    import torch
-    from torch import nn
-
-    from mmcourse.data import load_av_digits
-    from mmcourse.encoders import ImageEncoder
-    from mmcourse.pretrain import pretrained_image_encoder
-
-    bases = ("simclr", "scratch", "poisoned", "supervised")
-    if base not in bases:
-        raise ValueError(f"unknown base {base!r}; use one of {bases}")
-    train = load_av_digits("train", difficulty)
-    rows = deployer_rows(train.labels, deployer, per_class)
-    torch.manual_seed(seed)  # before building: a scratch encoder's and every head's weights come from it
-    if base == "scratch":
-        encoder = ImageEncoder(64, width=width)
-    elif base == "simclr":
-        encoder = copy.deepcopy(pretrained_image_encoder(difficulty))
-    else:
-        encoder = copy.deepcopy(supervised_base(0.1 if base == "poisoned" else 0.0, difficulty=difficulty)[0])
-    # the base's weights are part of the key (1-d: the fingerprint cannot hash 0-d tensors such as BatchNorm counters)
-    start = {k: v.reshape(-1).clone() for k, v in encoder.state_dict().items()}
-    torch.manual_seed(seed)
-    model = nn.Sequential(encoder, nn.Linear(encoder.out_dim, 10))
-    return _fit_steps(model, train.inputs["image"][rows], train.labels[rows], steps, lr, seed,
-                      f"deployer-{base}-{deployer}-seed{seed}", {"base": base, "start": start, "difficulty": difficulty})
