@@ -99,4 +99,3 @@ class ClampLogitScale:
         for m in state.model.modules():
             if isinstance(m, LogitScale):
                 m.clamp_(self.max_scale)
-

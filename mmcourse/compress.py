@@ -52,7 +52,7 @@ from mmcourse.pruning import (copy_model, finetune_pruned, magnitude_prune, make
                               prunable, pruning_curve, sparsity)
 from mmcourse.quantization import cpu_latency_ms, int8_bytes, quantize_int8, size_on_disk  # re-exported
 from mmcourse.runtime import QUICK, quick, seed_everything
-from mmcourse.train import FitConfig, Inputs, evaluate, fit, logits_of, num_rows, take
+from mmcourse.train import FitConfig, Inputs, fit, logits_of, num_rows
 
 
 # ---------------------------------------------------------------------------------- distillation

@@ -101,4 +101,3 @@ class LockedImageTuning(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.logit_scale() * self.embed(x) @ self.embed_text(self.prompts).T  # (B, C)
-

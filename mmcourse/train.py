@@ -38,8 +38,7 @@ from mmcourse.batches import Inputs, logits_of, num_rows, take, to_device  # als
 from mmcourse.fusion.base import NonFiniteFeatures
 from mmcourse.guards import (MAX_WEIGHT, SCHEDULES, _blow_up, _check_classes,  # re-exported: importable from here
                              _check_config, _check_not_test, _check_split, _fall_back, _is_test_labels, _max_weight)
-from mmcourse.runtime import PRECISIONS, bf16_supported, choose_precision, pick_device
-
+from mmcourse.runtime import bf16_supported, choose_precision, pick_device
 
 
 @dataclass
@@ -62,7 +61,6 @@ class FitConfig:
     # ~0; Adam's beta1 cycles 0.95 → 0.85 → 0.95). One-cycle converges in fewer epochs here.
     schedule: str = "constant"
     seed: int = 0
-
 
 
 @dataclass
@@ -115,7 +113,6 @@ def evaluate(model: nn.Module, inputs: Inputs, labels: Tensor, batch_size: int =
     labels = labels.cpu()
     return {"loss": F.cross_entropy(logits, labels).item(),
             "acc": (logits.argmax(-1) == labels).float().mean().item()}
-
 
 
 def _call(callbacks, name: str, state: State) -> None:
