@@ -11,7 +11,11 @@ report is rewritten after every step, so a crash or a time-out still leaves what
    NCCL; its last line, ``max param diff``, must stay at round-off;
 4. precision: the same model and seeds trained with ``FitConfig(precision=...)`` "fp32", "bf16"
    and "fp16" (float16 with a GradScaler): validation and test accuracy, time, peak memory;
-5. every ``notebooks/NN_*.ipynb`` executed in full mode (``--quick``: quick mode) with
+5. ensemble: K=5 seeds of ``image_only`` and ``late`` under ``zoo.RECIPE`` trained by ``fit`` one
+   after another vs as one vmapped model (``mmcourse.ensemble.fit_ensemble``), interleaved rounds
+   (``benchmarks/ensemble.py``): the ratio per round and the verdict decide whether ``zoo.run_grid``
+   should keep using the ensemble on CUDA (its default there);
+6. every ``notebooks/NN_*.ipynb`` executed in full mode (``--quick``: quick mode) with
    ``MMCOURSE_DEVICE=cuda``, by nbconvert into a temporary folder (the committed notebooks are
    never touched), each with a time limit, all within ``--budget`` seconds; notebooks left when
    the budget runs out are listed as not run.
@@ -22,7 +26,7 @@ printed instead.
 
 Without CUDA it prints "no CUDA device: make gpu-check needs an NVIDIA GPU; nothing was run" and
 exits with status 0 (chosen so that ``make gpu-check`` on a laptop is a friendly no-op, not a
-failed build). ``--device cpu`` is a dry run of steps 1-4 on the CPU with tiny sizes (and the
+failed build). ``--device cpu`` is a dry run of steps 1-5 on the CPU with tiny sizes (and the
 notebooks only when ``--notebooks`` names some): the tests use it to exercise the report writer.
 
     python benchmarks/gpu_check.py [--quick] [--budget 900] [--notebooks 05,12] [--out build/gpu-check.md]
@@ -185,6 +189,26 @@ def step_precision(args, train, val, test) -> dict:
     return out
 
 
+def step_ensemble(args, train, val) -> dict:
+    """``benchmarks/ensemble.py``'s comparison: K serial ``fit`` runs vs one ``fit_ensemble``, per method."""
+    import importlib.util
+
+    from mmcourse.fusion.zoo import RECIPE
+    from mmcourse.train import FitConfig
+    spec = importlib.util.spec_from_file_location("bench_ensemble", ROOT / "benchmarks" / "ensemble.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = FitConfig(**{**RECIPE.__dict__, "epochs": args.ensemble_epochs, "device": args.device})
+    out = {}
+    for method in ("image_only", "late"):
+        try:
+            out[method] = {**bench.compare(method, list(range(args.ensemble_seeds)), train, val, config,
+                                           args.ensemble_rounds), "seeds": args.ensemble_seeds}
+        except Exception as e:  # e.g. a vmap rule missing on this device: record it, try the next
+            out[method] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+    return out
+
+
 def step_notebooks(args) -> dict:
     """Execute notebooks into a temp folder (never in place) within the time box."""
     folder = Path(args.notebook_dir)
@@ -290,6 +314,34 @@ def _precision_md(v, args) -> str:
             + "\n".join(rows) + "\n")
 
 
+def _ensemble_md(v, args) -> str:
+    said = {"a faster": "ensemble faster", "b faster": "serial faster", "about the same": "about the same",
+            "can't tell": "can't tell"}
+    rows, faster = [], []  # faster: per method measured, did the ensemble win every round
+    for method, r in v.items():
+        if "error" in r:
+            rows.append(f"| {method} | not run: {r['error']} | | | | |")
+            continue
+        faster.append(r["verdict"] == "a faster")
+        rounds = ", ".join(f"{b / a:.2f}" for a, b in zip(r["ensemble_s"], r["serial_s"]))
+        rows.append(f"| {method} | {r['seeds']} | {statistics.median(r['serial_s']):.1f} | "
+                    f"{statistics.median(r['ensemble_s']):.1f} | **{r['ratio']:.2f}x** ({rounds}) | "
+                    f"{said[r['verdict']]} | {r['max_weight_diff']:.1e} |")
+    errors = [method for method, r in v.items() if "error" in r]
+    if errors:
+        advice = (f"the ensemble failed for {', '.join(errors)}: pass `run_grid(..., ensemble=False)` on this GPU "
+                  "until that is fixed")
+    elif all(faster):
+        advice = "the ensemble won every round for every method: keep `run_grid`'s default (ensemble on CUDA)"
+    else:
+        advice = ("the ensemble did not win every round for every method: consider `run_grid(..., ensemble=False)` "
+                  "on this GPU, or changing the default")
+    return (f"zoo.RECIPE ({args.ensemble_epochs} epochs), {args.ensemble_rounds} interleaved rounds: K seeds by "
+            "`fit` one after another vs one vmapped `fit_ensemble`\n\n| method | K | serial s | ensemble s | "
+            "serial / ensemble (per round) | verdict | max weight diff |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + f"\n\n{advice}\n")
+
+
 def _notebooks_md(v, args) -> str:
     rows = [f"| {n} | {r['status']} | {r['seconds']:.0f} | {r['device_line']} |" for n, r in v.items()]
     ok = sum(r["status"] == "ok" for r in v.values())
@@ -298,7 +350,7 @@ def _notebooks_md(v, args) -> str:
 
 
 SECTIONS = {"throughput": _throughput_md, "LiveTrainer": _live_md, "torchrun": _torchrun_md,
-            "precision": _precision_md, "notebooks": _notebooks_md}
+            "precision": _precision_md, "ensemble": _ensemble_md, "notebooks": _notebooks_md}
 
 
 def main(argv=None) -> int:
@@ -320,9 +372,12 @@ def main(argv=None) -> int:
     args.epochs = 1 if dry else (2 if args.quick else 5)
     args.seeds, args.batch_size = (1, 64) if dry else (2 if args.quick else 3, 128)
     args.limit = 256 if dry else None
+    args.ensemble_seeds, args.ensemble_rounds = (2, 2) if dry else (5, 3)
+    args.ensemble_epochs = 1 if dry else (2 if args.quick else 6)  # 6: zoo.RECIPE's full-mode epochs
     train, val, test = data(args.limit)
     steps = {"throughput": lambda: step_throughput(args, train), "LiveTrainer": lambda: step_live(args, train, val),
-             "torchrun": lambda: step_torchrun(args), "precision": lambda: step_precision(args, train, val, test)}
+             "torchrun": lambda: step_torchrun(args), "precision": lambda: step_precision(args, train, val, test),
+             "ensemble": lambda: step_ensemble(args, train, val)}
     if not dry or args.notebooks:
         steps["notebooks"] = lambda: step_notebooks(args)
     out, results, start, device_text = Path(args.out), {}, time.perf_counter(), describe_device(args.device)

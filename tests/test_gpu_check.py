@@ -42,7 +42,8 @@ def test_makefile_has_the_target():
 
 
 def args(**kw):
-    base = dict(device="cuda", quick=False, budget=900, epochs=5, seeds=3, batch_size=128)
+    base = dict(device="cuda", quick=False, budget=900, epochs=5, seeds=3, batch_size=128, ensemble_seeds=5,
+                ensemble_rounds=3, ensemble_epochs=6)
     return argparse.Namespace(**{**base, **kw})
 
 
@@ -59,6 +60,10 @@ def test_report_of_gpu_shaped_results_has_every_section_and_the_ratios():
         "precision": {"fp32": {"val": 0.85, "val_std": 0.01, "test": 0.84, "test_std": 0.01, "seconds": 4.0,
                                "peak_mib": "120", "seeds": 3},
                       "fp16": {"error": "TypeError: something"}},
+        "ensemble": {"image_only": {"serial_s": [10.0, 10.0, 10.4], "ensemble_s": [4.0, 4.0, 4.0], "ratio": 2.5,
+                                    "low": 2.5, "high": 2.6, "verdict": "a faster", "max_weight_diff": 3e-7,
+                                    "val_serial": 0.8, "val_ensemble": 0.8, "seeds": 5},
+                     "late": {"error": "RuntimeError: no vmap rule"}},
         "notebooks": {"00_tour.ipynb": {"status": "ok", "seconds": 12.0, "device_line": "mmcourse | device: cuda"},
                       "05_fusion.ipynb": {"status": "not run (time box)", "seconds": 0.0, "device_line": ""}},
         "broken step": {"failed": "RuntimeError: boom", "seconds": 1.0},
@@ -70,6 +75,15 @@ def test_report_of_gpu_shaped_results_has_every_section_and_the_ratios():
     assert "fit vs the per-sample loop on cuda: **5.00x**" in text
     assert "`max param diff: 0` (round-off)" in text and "backend nccl" in text
     assert "| fp32 | 0.850 ± 0.010 | 0.840 ± 0.010 | 4.0 | 120 |" in text and "not run: TypeError" in text
+    assert "| image_only | 5 | 10.0 | 4.0 | **2.50x** (2.50, 2.50, 2.60) | ensemble faster | 3.0e-07 |" in text
+    assert "| late | not run: RuntimeError: no vmap rule |" in text
+    assert "failed for late: pass `run_grid(..., ensemble=False)`" in text
+    won = results["ensemble"]["image_only"]
+    assert "keep `run_grid`'s default" in g.SECTIONS["ensemble"]({"image_only": won}, args())
+    lost = {**won, "ensemble_s": [20.0, 20.0, 20.8], "ratio": 0.5, "low": 0.5, "high": 0.5, "verdict": "b faster"}
+    mixed = g.SECTIONS["ensemble"]({"image_only": won, "late": lost}, args())
+    assert "| late | 5 | 10.0 | 20.0 | **0.50x** (0.50, 0.50, 0.50) | serial faster |" in mixed
+    assert "consider `run_grid(..., ensemble=False)`" in mixed
     assert "1 of 2 ran without error" in text and "not run (time box)" in text
     assert "FAILED after 1 s: RuntimeError: boom" in text
 
@@ -103,11 +117,13 @@ def test_cpu_dry_run_writes_the_report(tmp_path):
                          capture_output=True, text=True, env=ENV, timeout=300)
     text = report.read_text()
     assert "Dry run on the CPU" in text
-    for section in ("## throughput", "## LiveTrainer", "## torchrun", "## precision"):
+    for section in ("## throughput", "## LiveTrainer", "## torchrun", "## precision", "## ensemble"):
         assert section in text
     assert "| fit on cpu |" in text and "per-sample loop on cpu" in text
     assert "backend gloo: `max param diff:" in text
     assert "| fp16 | not run:" in text  # fp16 needs CUDA: fit says so, the report keeps going
     assert "finished" in text.split("## LiveTrainer")[1].split("##")[0]
+    ensemble = text.split("## ensemble")[1]
+    assert "| image_only | 2 |" in ensemble and "| late | 2 |" in ensemble and "not run" not in ensemble
     assert out.returncode in (0, 1)  # 1 when a step failed; the report says which
     assert "steps ran" in out.stdout

@@ -23,7 +23,7 @@ from mmcourse.encoders import AudioEncoder, ImageEncoder
 from mmcourse.fusion import METHODS
 from mmcourse.fusion.base import MultimodalClassifier
 from mmcourse.fusion.serial import KINDS, serial_av_model
-from mmcourse.runtime import quick, seed_everything
+from mmcourse.runtime import pick_device, quick, seed_everything
 from mmcourse.train import FitConfig, evaluate, fit
 
 UNIMODAL = ("audio_only", "image_only")
@@ -105,25 +105,36 @@ def run(method: str, train, val, test, config: FitConfig = RECIPE, seed: int = 0
         model holds (``config.restore_best``); ``test_acc`` is that model's accuracy on test;
         ``seconds`` the training time (of the original run when ``loaded``).
     """
+    return _run(method, train, val, test, config, seed, cache, cached_only, options)
+
+
+def _pick(split, keys):
+    """``(inputs restricted to keys, labels)`` from an ``AVDigits`` split or an ``(inputs, labels)`` pair."""
+    inputs, labels = split if isinstance(split, tuple) else (split.inputs, split.labels)
+    return {k: inputs[k] for k in keys}, labels
+
+
+def _run(method, train, val, test, config, seed, cache, cached_only, options, trained=None) -> dict | None:
+    """``run``; with ``trained = {"model", "history", "seconds"}`` (one seed of ``fit_ensemble``) its
+    weights and history stand in for training, and are saved under the key ``run`` would use."""
     seed_everything(seed)
     model = build_av_model(method, **options)
     keys = modalities_of(model)
     config = FitConfig(**{**config.__dict__, "seed": seed})
 
-    def pick(split):
-        inputs, labels = split if isinstance(split, tuple) else (split.inputs, split.labels)
-        return {k: inputs[k] for k in keys}, labels
-
     def train_fn(m):
+        if trained is not None:
+            m.load_state_dict(trained["model"].state_dict())
+            return {**trained["history"], "train_seconds": trained["seconds"]}
         t0 = time.perf_counter()
-        history = fit(m, pick(train), pick(val), config)
+        history = fit(m, _pick(train, keys), _pick(val, keys), config)
         return {**history, "train_seconds": time.perf_counter() - t0}
 
     if cache:
         from mmcourse.checkpoint import load_or_train
 
         key = {"method": method, "options": options, "config": {**config.__dict__, "device": None},
-               "train": pick(train), "val": pick(val)}
+               "train": _pick(train, keys), "val": _pick(val, keys)}
         try:
             model, info = load_or_train(f"zoo-{method}-seed{seed}", model, _refuse if cached_only else train_fn,
                                         key=key, verbose=False, return_info=True)
@@ -133,40 +144,86 @@ def run(method: str, train, val, test, config: FitConfig = RECIPE, seed: int = 0
     else:
         history, loaded = train_fn(model), False
     seconds = history.pop("train_seconds")
-    return {"method": method, "seed": seed, "test_acc": evaluate(model, *pick(test))["acc"],
+    return {"method": method, "seed": seed, "test_acc": evaluate(model, *_pick(test, keys))["acc"],
             "val_acc": history.get("best_val_acc", float("nan")), "best_epoch": history.get("best_epoch", -1),
             "params": sum(p.numel() for p in model.parameters()), "seconds": seconds,
             "history": history, "model": model.eval(), "loaded": loaded}
 
 
+def run_ensemble(method: str, seeds, train, val, test, config: FitConfig = RECIPE, cache: bool = False,
+                 **options) -> list[dict]:
+    """``[run(method, ..., seed=s) for s in seeds]``, the seeds trained together as one vmapped model.
+
+    ``mmcourse.ensemble.fit_ensemble`` gives each seed the initial weights, batch order, optimizer
+    and best-epoch selection ``run`` gives it, so the models equal ``run``'s to round-off (not bit
+    for bit). With ``cache`` each is saved under the key ``run`` uses, so ``run(..., cache=True)``
+    loads it later; ``seconds`` is each seed's share of the ensemble's training time.
+    """
+    from mmcourse.ensemble import fit_ensemble
+
+    keys = modalities_of(build_av_model(method, **options))
+    t0 = time.perf_counter()
+    models, histories = fit_ensemble(lambda: build_av_model(method, **options), seeds, _pick(train, keys),
+                                     _pick(val, keys), config)
+    seconds = (time.perf_counter() - t0) / len(models)
+    return [_run(method, train, val, test, config, s, cache, False, options,
+                 trained={"model": m, "history": h, "seconds": seconds})
+            for s, m, h in zip(seeds, models, histories)]
+
+
 def run_grid(methods, seeds, train, val, test, config: FitConfig = RECIPE, cache: bool = True,
-             workers: int | None = None, verbose: bool = True, **options) -> list[dict]:
+             workers: int | None = None, verbose: bool = True, ensemble: bool | None = None,
+             **options) -> list[dict]:
     """``run`` for every method × seed: cached runs load here, the rest train in parallel processes.
 
     Args:
         methods, seeds: the grid; results come back in the order ``for m in methods for s in seeds``.
         workers: training processes (``mmcourse.parallel.run_many``; ``None``: one per core, 1 on
             a GPU). Results are identical to training them one after another with one thread.
+        ensemble: train the uncached seeds of each method together as one vmapped model
+            (``run_ensemble``: ``run``'s models to round-off, which in float32 grows over a run into
+            an equally valid, not identical, model). ``None``: on a CUDA GPU
+            (``runtime.pick_device(config.device)``), where ``make gpu-check`` measures it; on a
+            CPU it ran no faster than serial ``fit`` with one thread (1.00-1.02x, K=5, 2-core
+            machine: ``benchmarks/ensemble.py``), so the one process per core there wins.
 
     Returns:
         ``run``'s dicts, one per (method, seed).
+
+    Every run trains and is looked up with one torch thread (``parallel.one_thread``), as in the
+    workers, so the checkpoint cache sees the same thread count whichever path trained it.
     """
-    from mmcourse.parallel import run_many
+    from mmcourse.parallel import one_thread, run_many
 
     methods, seeds = list(methods), list(seeds)
     jobs = [dict(method=m, train=train, val=val, test=test, config=config, seed=s, cache=cache, **options)
             for m in methods for s in seeds]
     t0 = time.perf_counter()
-    results = [run(**job, cached_only=True) for job in jobs] if cache else [None] * len(jobs)
+    with one_thread():
+        results = [run(**job, cached_only=True) for job in jobs] if cache else [None] * len(jobs)
     todo = [i for i, r in enumerate(results) if r is None]
-    device = config.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    for i, r in zip(todo, run_many(run, [jobs[i] for i in todo], workers=workers, device=device,
-                                   desc=f"training {len(todo)} models")):
+    device = pick_device(config.device).type
+    if ensemble is None:
+        ensemble = device == "cuda"
+    groups = {}  # method → indices of its uncached seeds, trained as one ensemble when there are 2+
+    for i in todo:
+        groups.setdefault(jobs[i]["method"], []).append(i)
+    together = [g for g in groups.values() if ensemble and len(g) > 1]
+    for group in together:
+        with one_thread():
+            trained = run_ensemble(jobs[group[0]]["method"], [jobs[i]["seed"] for i in group], train, val, test,
+                                   config, cache, **options)
+        for i, r in zip(group, trained):
+            results[i] = r
+    alone = [i for i in todo if results[i] is None]
+    for i, r in zip(alone, run_many(run, [jobs[i] for i in alone], workers=workers, device=device,
+                                    desc=f"training {len(alone)} models")):
         results[i] = r
     if verbose:
         loaded = len(jobs) - len(todo)
+        how = f" ({len(todo) - len(alone)} of them as {len(together)} vmapped ensemble(s))" if together else ""
         print(f"{len(jobs)} runs ({len(methods)} methods x {len(seeds)} seeds): {loaded} loaded from "
-              f"the checkpoint cache, {len(todo)} trained; {time.perf_counter() - t0:.1f} s")
+              f"the checkpoint cache, {len(todo)} trained{how}; {time.perf_counter() - t0:.1f} s")
     return results
 
 
