@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,10 +35,8 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from mmcourse.fusion.base import Fusion
 from mmcourse.runtime import bf16_supported, choose_precision, pick_device, seed_everything
-from mmcourse.train import SCHEDULES, FitConfig, take, to_device
-
-MAX_WEIGHT = 1e6  # as mmcourse.train: a weight beyond this has blown up
-
+from mmcourse.guards import MAX_WEIGHT, check_config, check_not_test, check_split, loss_blow_up
+from mmcourse.train import FitConfig, take, to_device
 
 def check_seeds(seeds) -> list[int]:
     """The seeds as a list of distinct ints; ``ValueError`` naming the fix otherwise."""
@@ -55,48 +52,15 @@ def check_seeds(seeds) -> list[int]:
 
 
 def _check_config(config: FitConfig, device: torch.device) -> None:
-    """``ValueError`` for settings the ensemble does not train the way ``fit`` would."""
-    for name in ("epochs", "batch_size"):
-        v = getattr(config, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"FitConfig.{name}={v!r}: needs an integer >= 1 (e.g. {name}=10)")
-    if not (isinstance(config.lr, (int, float)) and math.isfinite(config.lr) and config.lr > 0):
-        raise ValueError(f"FitConfig.lr={config.lr!r}: needs a finite number > 0, e.g. 1e-3")
+    """``fit``'s config checks, plus ``ValueError`` for settings the ensemble does not train as ``fit`` would."""
+    check_config(config)
     if config.optimizer not in ("adamw", "sgd"):
         raise ValueError(f"unknown optimizer {config.optimizer!r}; use 'adamw' or 'sgd'")
-    if config.schedule not in SCHEDULES:
-        raise ValueError(f"FitConfig.schedule={config.schedule!r}: use one of {SCHEDULES}")
     if choose_precision(device.type, bf16_supported(device), config.precision)[0] is not None:
         raise ValueError(f"FitConfig.precision={config.precision!r}: fit_ensemble trains in float32 only; "
                          "use precision='fp32', or train each seed with mmcourse.train.fit for mixed precision")
     if config.compile:
         raise ValueError("FitConfig.compile=True: fit_ensemble does not compile its vmapped model; use compile=False")
-    clip = config.grad_clip
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
-                             or not math.isfinite(clip) or clip <= 0):
-        raise ValueError(f"FitConfig.grad_clip={clip!r}: use None (no clipping) or a finite number > 0, e.g. 1.0")
-    if config.patience is not None and (not isinstance(config.patience, int) or config.patience < 1):
-        raise ValueError(f"FitConfig.patience={config.patience!r}: use None or an integer >= 1")
-
-
-def _check_split(name: str, split) -> None:
-    """``ValueError`` for a split that is not ``(inputs, (N,) int64 labels)`` with N rows, or is test data."""
-    if not (isinstance(split, (tuple, list)) and len(split) == 2):
-        raise ValueError(f"{name} must be a pair (inputs, labels), got {type(split).__name__}")
-    inputs, labels = split
-    rows = {len(v) for v in (inputs.values() if isinstance(inputs, dict) else [inputs])}
-    if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.dtype != torch.int64 or rows != {len(labels)}:
-        raise ValueError(f"{name} needs (N,) int64 labels and N rows in every input tensor, got input rows "
-                         f"{sorted(rows)} and labels {getattr(labels, 'shape', labels)!r}: "
-                         "pass (inputs, labels.long())")
-    if len(labels) == 0:
-        raise ValueError(f"{name} data is empty: pass at least one example")
-    for key, x in (inputs.items() if isinstance(inputs, dict) else [("inputs", inputs)]):
-        if x.dtype.is_floating_point and not torch.isfinite(x).all():
-            raise ValueError(f"{name} {key} contain NaN/inf values: clean or impute them first (e.g. torch.nan_to_num)")
-    av = sys.modules.get("mmcourse.data.av")  # fit's rule: model selection never looks at a test split
-    if name == "val" and av is not None and (av.is_test_labels(labels) or av.test_rows(inputs)):
-        raise ValueError("the validation data come from a test split (load_av_digits('test')); pass the 'val' split")
 
 
 def _present(fusion: Fusion, feats: dict[str, Tensor]) -> list[str]:
@@ -168,13 +132,8 @@ def _slice(stacked: dict[str, Tensor], k: int, keys) -> dict[str, Tensor]:
 
 
 def _blow_up(losses: list[float], init_loss: float, classes: int, peak: float) -> str | None:
-    """``fit``'s blow-up rule for one seed: a loss 100x the untrained one's or 10x epoch 0's, or a weight."""
-    ref = max(init_loss, math.log(max(classes, 2)))
-    if losses[-1] > 100 * ref:
-        return f"its mean training loss {losses[-1]:.3g} is over 100x the untrained model's ({ref:.3g})"
-    if len(losses) > 1 and losses[0] > 0 and losses[-1] > 10 * losses[0] and losses[-1] - losses[0] > 1:
-        return f"its mean training loss {losses[-1]:.3g} is over 10x epoch 0's ({losses[0]:.3g})"
-    return None if peak <= MAX_WEIGHT else f"a weight reached {peak:.3g}"
+    """``fit``'s blow-up rule for one seed, given its largest |weight| ``peak``."""
+    return loss_blow_up(losses, init_loss, classes) or (None if peak <= MAX_WEIGHT else f"a weight reached {peak:.3g}")
 
 
 def fit_ensemble(build, seeds, train, val=None, config: FitConfig | None = None
@@ -220,9 +179,12 @@ def fit_ensemble(build, seeds, train, val=None, config: FitConfig | None = None
     config, seeds = config or FitConfig(), check_seeds(seeds)
     device = pick_device(config.device)
     _check_config(config, device)
-    _check_split("train", train)
+    check_split("train", train)
+    train = (train[0], torch.as_tensor(train[1]).long())
     if val is not None:
-        _check_split("val", val)
+        check_split("val", val)
+        check_not_test(*val)
+        val = (val[0], torch.as_tensor(val[1]).long())
     models = []
     for seed in seeds:
         seed_everything(seed)

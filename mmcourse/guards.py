@@ -1,12 +1,13 @@
 """The guards of ``train.fit``: checks that fail loudly before time is wasted, and divergence handling.
 
-Up front, the config (``_check_config``) and each split (``_check_split``: empty data, NaN/inf
+Up front, the config (``check_config``) and each split (``check_split``: empty data, NaN/inf
 inputs, labels that are not int64 class ids) are checked, and validation data taken from a test
-split are refused, also a slice or shuffle of one (``_check_not_test``); after the first forward,
+split are refused, also a slice or shuffle of one (``check_not_test``); after the first forward,
 the labels against the model's output size (``_check_classes``). Every epoch, ``_blow_up`` looks
 for a divergence that has not reached NaN/inf yet (a loss 100x the untrained model's or 10x epoch
 0's, a weight beyond ``MAX_WEIGHT``), and ``_fall_back`` leaves finite weights in the model and
-says which. ``fit`` (``mmcourse.train``) calls them; they are private to it.
+says which. ``fit`` (``mmcourse.train``) calls them; ``fit_ensemble`` (``mmcourse.ensemble``) calls
+the public ones (``check_*``, ``loss_blow_up``, ``MAX_WEIGHT``) so both refuse the same data the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ MAX_WEIGHT = 1e6
 SCHEDULES = ("constant", "onecycle")  # the values FitConfig.schedule accepts
 
 
-def _check_config(config: FitConfig) -> None:
+def check_config(config: FitConfig) -> None:
     """Raise ``ValueError`` naming the field and a sensible value for a config that cannot train."""
     for name, low in (("epochs", 1), ("batch_size", 1)):
         v = getattr(config, name)
@@ -49,7 +50,7 @@ def _check_config(config: FitConfig) -> None:
         raise ValueError(f"FitConfig.grad_clip={clip!r}: use None (no clipping) or a finite number > 0, e.g. 1.0")
 
 
-def _check_split(name: str, split) -> None:
+def check_split(name: str, split) -> None:
     """Raise ``ValueError`` for an empty split, non-finite inputs or labels that are not class ids."""
     if not (isinstance(split, (tuple, list)) and len(split) == 2):
         raise ValueError(f"{name} must be a pair (inputs, labels), got {type(split).__name__}")
@@ -79,7 +80,7 @@ def _is_test_labels(labels: Tensor) -> bool:
     return av is not None and av.is_test_labels(labels)
 
 
-def _check_not_test(inputs: Inputs, labels: Tensor) -> None:
+def check_not_test(inputs: Inputs, labels: Tensor) -> None:
     """Raise ``ValueError`` when validation data are (a slice, subset or shuffle of) a test split."""
     import sys
     av = sys.modules.get("mmcourse.data.av")
@@ -118,8 +119,8 @@ def _max_weight(params) -> float:
         return torch.stack([x.to(peaks[0].device) for x in peaks]).max().item() if peaks else 0.0
 
 
-def _blow_up(losses: list[float], init_loss: float | None, classes: int | None, params) -> str | None:
-    """Why the epoch just trained blew up (its loss huge but finite, or a weight), else None.
+def loss_blow_up(losses: list[float], init_loss: float | None, classes: int | None) -> str | None:
+    """Why the epoch just trained blew up by its loss (huge but finite), else None.
 
     A normal epoch's mean loss stays near the untrained model's (cross-entropy: about ln C) or
     below: over 100x that, or over 10x epoch 0's mean (which already averages the fast first
@@ -132,10 +133,15 @@ def _blow_up(losses: list[float], init_loss: float | None, classes: int | None, 
             return f"its mean training loss {loss:.3g} is over 100x the untrained model's ({ref:.3g})"
     if len(losses) > 1 and losses[0] > 0 and loss > 10 * losses[0] and loss - losses[0] > 1:
         return f"its mean training loss {loss:.3g} is over 10x epoch 0's ({losses[0]:.3g})"
-    w = _max_weight(params)
-    if not w <= MAX_WEIGHT:
-        return f"a weight reached {w:.3g}"
     return None
+
+
+def _blow_up(losses: list[float], init_loss: float | None, classes: int | None, params) -> str | None:
+    """Why the epoch just trained blew up (``loss_blow_up``, or a weight beyond ``MAX_WEIGHT``), else None."""
+    if why := loss_blow_up(losses, init_loss, classes):
+        return why
+    w = _max_weight(params)
+    return None if w <= MAX_WEIGHT else f"a weight reached {w:.3g}"
 
 
 def _fall_back(model: nn.Module, params, best_epoch: int | None, before_update: bool, fallback: dict,

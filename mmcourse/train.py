@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from mmcourse.batches import Inputs, logits_of, num_rows, take, to_device  # also re-exported from here
 from mmcourse.fusion.base import NonFiniteFeatures
 from mmcourse.guards import (MAX_WEIGHT, SCHEDULES, _blow_up, _check_classes,  # re-exported: importable from here
-                             _check_config, _check_not_test, _check_split, _fall_back, _is_test_labels, _max_weight)
+                             _fall_back, _is_test_labels, _max_weight, check_config, check_not_test, check_split)
 from mmcourse.runtime import bf16_supported, choose_precision, pick_device
 
 
@@ -152,11 +152,11 @@ def fit(model: nn.Module, train: tuple[Inputs, Tensor], val: tuple[Inputs, Tenso
     accuracy can swing by tens of points between epochs; the last epoch is a lottery ticket.
     """
     config = config or FitConfig()
-    _check_config(config)
-    _check_split("train", train)
+    check_config(config)
+    check_split("train", train)
     if val is not None:
-        _check_split("val", val)
-        _check_not_test(*val)
+        check_split("val", val)
+        check_not_test(*val)
     top = {name: int(torch.as_tensor(split[1]).max()) for name, split in (("train", train), ("val", val)) if split}
     device = pick_device(config.device)
     default_loss, loss_fn = loss_fn is None, loss_fn or _default_loss
