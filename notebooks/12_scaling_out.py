@@ -60,8 +60,9 @@ import mmcourse
 from mmcourse import check, claim, quick, say, title
 from mmcourse.checkpoint import checkpoint_dir
 from mmcourse.data import load_av_digits
-from mmcourse.distributed import global_batches, shard, step_on_shards, torchrun_command
 from mmcourse.fusion.zoo import build_av_model
+from mmcourse.launcher import torchrun_command
+from mmcourse.sharding import global_batches, shard, step_on_shards
 from mmcourse.throughput import compare_rounds
 from mmcourse.train import evaluate, take
 
@@ -139,7 +140,8 @@ for r in range(2):
 # %% [markdown]
 # ## 2. Launching it: `torchrun` starts the ranks
 #
-# `mmcourse/distributed.py` is an ordinary training script plus four distributed lines: join the
+# `mmcourse/distributed.py` is an ordinary training script plus four distributed lines (the sharding
+# helpers above live in `mmcourse/sharding.py`, the command line in `mmcourse/launcher.py`): join the
 # process group (`init_process_group`, backend `gloo` on CPUs, `nccl` on NVIDIA GPUs, with a
 # timeout), wrap the model (`DistributedDataParallel(model)`), take this rank's shard of each
 # batch, and let rank 0 alone print, evaluate and save. `torchrun` starts the $N$ processes and
