@@ -308,7 +308,7 @@ def load_or_train(name: str, model: nn.Module, train_fn: Callable[[nn.Module], o
 
 
 def _threads_note(meta: dict) -> str:
-    """'; trained with 1 torch thread (this kernel has 2)' when the counts differ, else ''.
+    """'; trained with 1 torch thread (this process uses 2)' when the counts differ, else ''.
 
     The thread count is not part of the fingerprint: it changes only the order in which floats are
     summed, so a model trained with another count is an equally valid run of the same settings,
@@ -318,4 +318,4 @@ def _threads_note(meta: dict) -> str:
     trained, here = meta.get("torch_threads"), torch.get_num_threads()
     if trained is None or trained == here:
         return ""
-    return f"; trained with {trained} torch thread{'s' * (trained != 1)} (this kernel has {here})"
+    return f"; trained with {trained} torch thread{'s' * (trained != 1)} (this process uses {here})"

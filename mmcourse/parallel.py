@@ -21,10 +21,11 @@ running can deadlock. So ``fn`` must be importable by name — a function of a m
 
 from __future__ import annotations
 
+import io
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from typing import Callable
 
 import torch
@@ -62,8 +63,30 @@ def _init_worker() -> None:
     torch.set_num_interop_threads(1)
 
 
-def _call(fn: Callable, kwargs: dict):
-    return fn(**kwargs)
+def _call(fn: Callable, kwargs: dict) -> tuple[object, str]:
+    """``fn(**kwargs)`` and what it printed (returned, not printed: see ``_print_once``)."""
+    out = io.StringIO()
+    try:
+        with redirect_stdout(out):
+            result = fn(**kwargs)
+    except BaseException:
+        print(out.getvalue(), end="")  # a failing job's own lines explain it: show them now
+        raise
+    return result, out.getvalue()
+
+
+def _print_once(texts: list[str]) -> None:
+    """Print the jobs' lines in job order, each distinct line once, with how many jobs printed it.
+
+    Workers' prints would otherwise reach the cell in completion order, one copy per job (eight
+    deployers loading one base printed the same line eight times)."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for line in dict.fromkeys(text.splitlines()):  # a job's repeated line counts once
+            counts[line] = counts.get(line, 0) + 1
+    for line, n in counts.items():
+        if line.strip():
+            print(line if n == 1 else f"{line}  [{n} jobs]")
 
 
 def _label(kwargs: dict) -> str:
@@ -82,7 +105,8 @@ def run_many(fn: Callable, jobs: list[dict], workers: int | None = None, device:
         desc: the progress bar's label.
 
     Returns:
-        ``fn``'s results, in the order of ``jobs``.
+        ``fn``'s results, in the order of ``jobs``. What the jobs print is printed after the bar,
+        in job order, each distinct line once (``[8 jobs]`` when eight jobs printed it).
 
     Raises:
         RuntimeError: a job raised (the message names the job and keeps the original error as
@@ -100,11 +124,12 @@ def run_many(fn: Callable, jobs: list[dict], workers: int | None = None, device:
     workers = workers or default_workers(len(jobs), device)
     bar = _bar(len(jobs), desc, progress)
     results: list = [None] * len(jobs)
+    printed: list[str] = [""] * len(jobs)
     try:
         if workers == 1:
             with one_thread():
                 for i, job in enumerate(jobs):
-                    results[i] = _run_here(fn, job)
+                    results[i], printed[i] = _run_here(fn, job)
                     bar.update(1)
             return results
         ctx = torch.multiprocessing.get_context("spawn")
@@ -114,7 +139,7 @@ def run_many(fn: Callable, jobs: list[dict], workers: int | None = None, device:
             for future in as_completed(futures):
                 i = futures[future]
                 try:
-                    results[i] = future.result()
+                    results[i], printed[i] = future.result()
                 except BrokenProcessPool as e:
                     lost = [_label(jobs[j]) for f, j in futures.items() if not f.done() or f.exception()]
                     raise RuntimeError(
@@ -129,11 +154,12 @@ def run_many(fn: Callable, jobs: list[dict], workers: int | None = None, device:
         return results
     finally:
         bar.close()
+        _print_once(printed)
 
 
-def _run_here(fn: Callable, job: dict):
+def _run_here(fn: Callable, job: dict) -> tuple[object, str]:
     try:
-        return fn(**job)
+        return _call(fn, job)
     except Exception as e:
         raise RuntimeError(f"job ({_label(job)}) failed: {type(e).__name__}: {e}") from e
 

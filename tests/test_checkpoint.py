@@ -308,6 +308,6 @@ def test_thread_count_is_kept_and_said_when_it_differs(tmp_path, capsys):
         _, info = load_or_train("t", nn.Linear(3, 2), lambda m: None, key={"a": 1}, directory=tmp_path,
                                 return_info=True)
         assert info["loaded"] and info["torch_threads"] == 1  # the same file: threads are not in the key
-        assert "trained with 1 torch thread (this kernel has 2)" in capsys.readouterr().out
+        assert "trained with 1 torch thread (this process uses 2)" in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)

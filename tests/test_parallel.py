@@ -51,6 +51,20 @@ def test_zoo_runs_identical_in_workers_and_serially():
             assert torch.equal(p, q), k
 
 
+def say_things(seed: int):
+    print("loading the shared base")  # every job prints this one
+    print(f"job {seed} trained")
+    print("loading the shared base")  # printed twice by one job: still one job
+    return seed
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_what_jobs_print_comes_once_per_line_in_job_order(workers, capsys):
+    assert run_many(say_things, [{"seed": s} for s in range(3)], workers=workers, progress=False) == [0, 1, 2]
+    assert capsys.readouterr().out.splitlines() == [
+        "loading the shared base  [3 jobs]", "job 0 trained", "job 1 trained", "job 2 trained"]
+
+
 def test_a_failing_job_is_named():
     with pytest.raises(RuntimeError, match=r"seed=1.*ValueError: seed 1 is bad"):
         run_many(fail_on, [{"seed": 0}, {"seed": 1}], workers=2, progress=False)
