@@ -16,7 +16,7 @@
 #
 # **Prerequisites:** Python and a first contact with NumPy/PyTorch tensors. No earlier notebook.
 #
-# **Run time:** full mode 24 s of cell time on a first run (nothing cached; longest cell 7 s), 15 s once its trainings are cached; quick mode 11 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 16 s of cell time on a first run (nothing cached; longest cell 5 s), 15 s once its trainings are cached; quick mode 10 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

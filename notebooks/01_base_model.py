@@ -15,7 +15,7 @@
 # - move from one sigmoid output to ten softmax outputs with `nn.Module`.
 #
 # **Prerequisites:** Python, NumPy-style array code, the chain rule. No earlier notebook.
-# **Run time:** full mode 9 s of cell time on a first run (nothing cached; longest cell 4 s), 8 s once its trainings are cached; quick mode 6 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 8 s of cell time on a first run (nothing cached; longest cell 4 s), 8 s once its trainings are cached; quick mode 6 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

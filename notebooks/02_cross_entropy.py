@@ -19,7 +19,7 @@
 # - verify hand gradients with float64 `gradcheck`, and an optimiser step by hand.
 #
 # **Prerequisites:** notebook 01 (the base model), the chain rule.
-# **Run time:** full mode 5 s of cell time on a first run (nothing cached; longest cell 3 s), 5 s once its trainings are cached; quick mode 4 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 6 s of cell time on a first run (nothing cached; longest cell 3 s), 5 s once its trainings are cached; quick mode 4 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

@@ -17,7 +17,7 @@
 #
 # **Prerequisites:** 00 (the data), 01–02 (a network, cross-entropy, `mmcourse.train.fit`).
 #
-# **Run time:** full mode 2.0 min of cell time on a first run (nothing cached; longest cell 35 s), 32 s once its trainings are cached; quick mode 19 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 2.0 min of cell time on a first run (nothing cached; longest cell 39 s), 31 s once its trainings are cached; quick mode 19 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 #
 # What costs time on a first run: SimCLR pretraining of the image and the audio encoder and 26
 # small networks trained from scratch (in parallel worker processes). All of it goes through the

@@ -21,7 +21,7 @@
 # **Prerequisites:** 03 (the SimCLR image encoder; its checkpoint is loaded if present, else
 # retrained here), 00 (the review snippets and MiniLM).
 #
-# **Run time:** full mode 2.0 min of cell time on a first run (nothing cached; longest cell 29 s), 52 s once its trainings are cached; quick mode 36 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 1.8 min of cell time on a first run (nothing cached; longest cell 24 s), 46 s once its trainings are cached; quick mode 33 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 #
 # What costs time on a first run: embedding 3,000 snippets with MiniLM (the notebook prints its
 # cost per snippet), 48 small image deployers and two supervised bases (trained in parallel worker

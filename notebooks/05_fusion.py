@@ -24,7 +24,7 @@
 #
 # **Prerequisites:** 01–02 (training loop, cross-entropy), 03 (the image and audio encoders).
 #
-# **Run time:** full mode 2.6 min of cell time on a first run (nothing cached; longest cell 34 s), 22 s once its trainings are cached; quick mode 34 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 2.9 min of cell time on a first run (nothing cached; longest cell 38 s), 23 s once its trainings are cached; quick mode 33 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 #
 # Training drives it: 100 small models (12 models × 5 seeds on the hard data in §1–2, 3 × 5 ending
 # on the last epoch in §2, 2 × 5 with modality dropout in §3, 3 × 5 on the clean data in §6), each

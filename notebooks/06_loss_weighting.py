@@ -22,7 +22,7 @@
 # **Prerequisites:** 02 (cross-entropy), 05 (concat fusion, `MultimodalClassifier`, AV-digits,
 # `zoo.RECIPE`).
 #
-# **Run time:** full mode 71 s of cell time on a first run (nothing cached; longest cell 16 s), 10 s once its trainings are cached; quick mode 9 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 75 s of cell time on a first run (nothing cached; longest cell 17 s), 9 s once its trainings are cached; quick mode 9 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 #
 # Every model here is trained with lesson 05's recipe (`zoo.RECIPE`) unless a section says what it
 # changes, and cached: the first run trains 41 models (26 fused, 15 single encoders — the image and

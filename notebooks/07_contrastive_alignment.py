@@ -22,7 +22,7 @@
 # **Prerequisites:** 02 (cross-entropy), 03 (SimCLR pretraining, NT-Xent, the image encoder),
 # 00 (MiniLM sentence embeddings, AV-digits).
 #
-# **Run time:** full mode 24 s of cell time on a first run (nothing cached; longest cell 16 s), 9 s once its trainings are cached; quick mode 8 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 26 s of cell time on a first run (nothing cached; longest cell 17 s), 8 s once its trainings are cached; quick mode 6 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

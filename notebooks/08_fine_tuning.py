@@ -24,7 +24,7 @@
 #
 # **Prerequisites:** 00 (MiniLM embeddings), 02 (cross-entropy, the loop), 07 (aligned encoders).
 #
-# **Run time:** full mode 3.7 min of cell time on a first run (nothing cached; longest cell 53 s), 25 s once its trainings are cached; quick mode 21 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 3.9 min of cell time on a first run (nothing cached; longest cell 52 s), 14 s once its trainings are cached; quick mode 14 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

@@ -18,7 +18,7 @@
 #
 # **Prerequisites:** 02 (softmax cross-entropy and its gradient), 05 (the fusion zoo, late fusion).
 #
-# **Run time:** full mode 41 s of cell time on a first run (nothing cached; longest cell 9 s), 14 s once its trainings are cached; quick mode 14 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 44 s of cell time on a first run (nothing cached; longest cell 10 s), 14 s once its trainings are cached; quick mode 12 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

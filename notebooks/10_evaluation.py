@@ -21,7 +21,7 @@
 #
 # **Prerequisites:** 01 (metrics by hand), 05 (late fusion, masking), 09 (the teacher model).
 #
-# **Run time:** full mode 53 s of cell time on a first run (nothing cached; longest cell 23 s), 31 s once its trainings are cached; quick mode 19 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 52 s of cell time on a first run (nothing cached; longest cell 23 s), 29 s once its trainings are cached; quick mode 17 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

@@ -15,7 +15,7 @@
 #
 # **Prerequisites:** 00 (MiniLM tokenizer), 01 (training and accuracy), 05 (fusion).
 #
-# **Run time:** full mode 17 s of cell time on a first run (nothing cached; longest cell 10 s), 17 s once its trainings are cached; quick mode 7 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 19 s of cell time on a first run (nothing cached; longest cell 10 s), 17 s once its trainings are cached; quick mode 6 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 
 # %%
 # Colab only: install the course package at this course version, without dependencies

@@ -22,7 +22,7 @@
 #
 # **Prerequisites:** 01 (a training step), 05 (the fusion model, `fit`'s batching by index).
 #
-# **Run time:** full mode 28 s of cell time on a first run (nothing cached; longest cell 10 s), 29 s once its trainings are cached; quick mode 26 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
+# **Run time:** full mode 32 s of cell time on a first run (nothing cached; longest cell 13 s), 24 s once its trainings are cached; quick mode 22 s. Measured by `benchmarks/notebook_times.py` on 2 CPU cores, x86_64, no GPU used, 2026-12-03.
 #
 # Most of it is starting processes: each of the three `torchrun` launches imports torch and loads
 # the data once per process, not training.
