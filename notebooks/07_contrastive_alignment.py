@@ -147,8 +147,10 @@ plt.show()
 #
 # Capping the scale inside the loss, $s = \min(e^t, 100)$, looks harmless, but $\partial s /
 # \partial t = 0$ once $e^t > 100$: from then on the loss can never push $t$ back down, and the
-# temperature is stuck at the cap. CLIP's training code instead clamps the *parameter* after each
-# optimiser step, $t \leftarrow \min(t, \log 100)$, and the forward pass uses $e^t$ as it is.
+# temperature is stuck at the cap. The CLIP paper only says the scale was clipped at 100 (Radford
+# et al. 2021, §2.5; OpenAI did not release its training code); open_clip's training code does it
+# by clamping the *parameter* after each optimiser step, $t \leftarrow \min(t, \log 100)$, and the
+# forward pass uses $e^t$ as it is.
 # Here the gradient of the loss with respect to $t$ at $e^t = 150$, both ways, on the random-pair
 # batch (which wants a *smaller* $s$: a positive gradient, so a descent step lowers $t$):
 

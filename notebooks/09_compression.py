@@ -116,7 +116,8 @@ print(f"checkpoint {teacher_info['path'].name} ({'loaded' if teacher_info['loade
 # $$\frac{\partial L_{KD}}{\partial s_{ic}} = \frac{T^2}{B}\cdot\frac{1}{T}\,(q_{ic} - p_{ic}) = \frac{T}{B}\,(q_{ic} - p_{ic}).$$
 #
 # Without the $T^2$ the gradient would be $(q - p)/(TB)$, and for large $T$,
-# $q - p \approx (s - t)/(CT)$, so it would shrink like $1/T^2$: raising $T$ would silently turn
+# $q - p \approx (s - t)/(CT)$ (for logits centred to zero mean, as Hinton et al. 2015 assume),
+# so it would shrink like $1/T^2$: raising $T$ would silently turn
 # the distillation term down relative to the hard-label term. With $T^2$ its size stays put.
 # The loss used in practice mixes both: $L = \alpha L_{KD} + (1-\alpha)\,\mathrm{CE}(s, y)$.
 #
@@ -378,8 +379,8 @@ display(pd.DataFrame(int8_sizes).T.assign(largest_linear=[f"{n} ({k:,} weights)"
 # different amounts from one moment to the next, so the variants are timed in **interleaved
 # rounds** (`throughput.interleaved`: every round times every variant once, in rotating order) and
 # compared round by round (`throughput.compare_rounds`): "faster" only when a variant wins *every*
-# round by more than 5 %, "about the same" when every round is within 5 %, and "can't tell" when
-# rounds disagree. The student row is the distilled seed with the best *validation* accuracy
+# round by more than 5 %, "about the same" when every round is within 5 %, and "can't tell"
+# otherwise (the rounds disagree, or some of them fall inside the 5 % margin). The student row is the distilled seed with the best *validation* accuracy
 # (choosing it by test accuracy would report the luckiest of five draws as if it were the
 # recipe's result); the spread over all seeds is in section 3.
 

@@ -220,7 +220,8 @@ print(f"the replay's BatchNorm counted 2 batches per step, rank 0's one: "
 # read "0.70× (slower)" and, under load, "8.08× (faster)". So `--bench` measured in **interleaved
 # rounds**: each round times a few steps of each setup back to back, in an order that rotates, so
 # load falls on all of them alike. A setup counts as faster only if it wins *every* round (by more
-# than 5 %); if the rounds disagree, the answer is "can't tell" (`mmcourse.throughput.compare_rounds`).
+# than 5 %), "about the same" when every round is within 5 %, and otherwise (the rounds disagree,
+# or some fall inside the margin) the answer is "can't tell" (`mmcourse.throughput.compare_rounds`).
 # The three setups, on the same global batches of the same model and optimizer:
 # 2 processes × 1 thread (DDP), 1 ordinary process × 2 threads, 1 process × 1 thread (while
 # rank 0 ran the one-process setups, rank 1 waited at a barrier, which uses no CPU).
